@@ -1,0 +1,45 @@
+# Two entry points for a fresh Debian / Raspberry Pi OS machine:
+#   make demo   installs everything, then runs the scripted offline demo
+#   make test   installs everything, then runs ruff, mypy and the whole test suite
+# Everything is installed into ./.venv; system packages come from apt.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+APT_PACKAGES := portaudio19-dev libsystemd-dev pkg-config espeak-ng sox alsa-utils \
+	libasound2-plugins pulseaudio pulseaudio-utils openssh-server sudo
+
+.PHONY: setup apt venv demo test lint clean
+
+setup: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing apt packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+
+venv: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+
+demo: setup
+	$(BIN)/warehouse-voice demo
+
+lint:
+	$(BIN)/ruff check device tests
+	$(BIN)/ruff format --check device tests
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
