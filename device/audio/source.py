@@ -1,0 +1,346 @@
+"""Microphones: where 16 kHz PCM16 mono chunks come from.
+
+`PyAudioSource` captures from a sound card; `WavSource` plays a file as if it were being spoken
+into one, paced like a real microphone (optionally faster, for tests and demos).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+import pyaudio
+
+from device.audio import CAPTURE_RATE, SAMPLE_WIDTH
+from device.audio.devices import ProbeResult, choose_format, find_device
+from device.audio.errors import AudioError
+from device.audio.resample import Resampler, to_mono
+from device.audio.wavio import read_wav
+
+log = logging.getLogger(__name__)
+
+
+def check_chunk_ms(chunk_ms: int) -> int:
+    if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, int) or not 20 <= chunk_ms <= 50:
+        raise ValueError(f"chunk_ms must be a whole number from 20 to 50, not {chunk_ms!r}")
+    return chunk_ms
+
+
+@runtime_checkable
+class AudioSource(Protocol):
+    """A microphone. `chunks()` yields `chunk_ms` of 16 kHz PCM16 mono per item.
+
+    `chunks()` opens the source itself if nobody did, and closes it again when it opened it;
+    `close()` ends a running `chunks()` loop.
+    """
+
+    rate: int
+    chunk_ms: int
+
+    @property
+    def samples_delivered(self) -> int: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
+class _Source:
+    def __init__(self, *, rate: int, chunk_ms: int) -> None:
+        self.rate = rate
+        self.chunk_ms = check_chunk_ms(chunk_ms)
+        self.chunk_bytes = rate * chunk_ms // 1000 * SAMPLE_WIDTH
+        self._samples_delivered = 0
+        self._opened = False
+
+    @property
+    def samples_delivered(self) -> int:
+        """Samples handed to consumers of `chunks()` so far."""
+        return self._samples_delivered
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class PyAudioSource(_Source):
+    """Capture from the input device whose name contains `device`.
+
+    PortAudio's callback thread hands each buffer to the event loop with
+    `call_soon_threadsafe`; the loop converts it and queues whole chunks. When the consumer falls
+    more than `max_queued_ms` behind, the oldest chunks are dropped (and counted in `overruns`):
+    for a live conversation fresh audio matters more than complete audio.
+    """
+
+    def __init__(
+        self,
+        device: str,
+        *,
+        rate: int = CAPTURE_RATE,
+        chunk_ms: int = 20,
+        max_queued_ms: int = 2000,
+        stall_timeout_s: float = 2.0,
+        device_rate: int | None = None,
+    ) -> None:
+        super().__init__(rate=rate, chunk_ms=chunk_ms)
+        if max_queued_ms < chunk_ms:
+            raise ValueError(
+                f"max_queued_ms must be at least chunk_ms ({chunk_ms}), not {max_queued_ms}"
+            )
+        self.device = device
+        self.device_rate = device_rate
+        self.max_queued_chunks = max_queued_ms // chunk_ms
+        self.stall_timeout_s = stall_timeout_s
+        self.overruns = 0
+        self.input_overflows = 0
+        self.format: ProbeResult | None = None
+        self._pa: pyaudio.PyAudio | None = None
+        self._stream: Any = None
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._pending = bytearray()
+        self._resampler: Resampler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()
+        self._pending.clear()
+        self._opened = True
+        try:
+            await asyncio.to_thread(self._open_stream)
+        except BaseException:
+            self._opened = False
+            raise
+
+    def _open_stream(self) -> None:
+        pa = pyaudio.PyAudio()
+        try:
+            device = find_device(self.device, "input", pa=pa)
+            fmt = choose_format(pa, device, "input", self.rate, device_rate=self.device_rate)
+            # Everything the loop needs to convert audio is in place before the first callback.
+            self._resampler = Resampler(fmt.rate, self.rate)
+            self.format = fmt
+            try:
+                stream = pa.open(
+                    format=pyaudio.paInt16,
+                    channels=fmt.channels,
+                    rate=fmt.rate,
+                    input=True,
+                    input_device_index=device.index,
+                    frames_per_buffer=fmt.rate * self.chunk_ms // 1000,
+                    stream_callback=self._callback,
+                    start=False,
+                )
+                self._pa, self._stream = pa, stream
+                stream.start_stream()
+            except OSError as exc:
+                raise AudioError(
+                    f"cannot open input device {device.name!r} ({fmt.describe()}): {exc}; "
+                    "check that no other program holds it"
+                ) from None
+        except BaseException:
+            self._stream = self._pa = None
+            pa.terminate()
+            raise
+        log.info("capturing from %s", fmt.describe())
+
+    def _callback(
+        self, in_data: bytes | None, frame_count: int, time_info: Any, status: int
+    ) -> tuple[None, int]:
+        # PortAudio's thread: do nothing here but hand over; the loop does the work.
+        loop = self._loop
+        if loop is None or in_data is None:
+            return None, pyaudio.paContinue
+        try:
+            loop.call_soon_threadsafe(self._on_audio, in_data, status)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            return None, pyaudio.paAbort
+        return None, pyaudio.paContinue
+
+    def _on_audio(self, data: bytes, status: int) -> None:
+        if not self._opened or self.format is None or self._resampler is None:
+            return
+        if status & pyaudio.paInputOverflow:
+            self.input_overflows += 1
+        self._pending += self._resampler.process(to_mono(data, self.format.channels))
+        size = self.chunk_bytes
+        while len(self._pending) >= size:
+            chunk = bytes(self._pending[:size])
+            del self._pending[:size]
+            if self._queue.qsize() >= self.max_queued_chunks:
+                self._queue.get_nowait()
+                self.overruns += 1
+            self._queue.put_nowait(chunk)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        opened_here = not self._opened
+        await self.open()
+        queue = self._queue
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.stall_timeout_s):
+                        chunk = await queue.get()
+                except TimeoutError:
+                    await self._check_alive()
+                    continue
+                if chunk is None:
+                    return
+                self._samples_delivered += len(chunk) // SAMPLE_WIDTH
+                yield chunk
+        finally:
+            if opened_here:
+                await self.close()
+
+    async def _check_alive(self) -> None:
+        stream = self._stream
+        if stream is None or not self._opened:
+            return
+        if not await asyncio.to_thread(stream.is_active):
+            raise AudioError(
+                f"input device {self.device!r} stopped delivering audio (unplugged?); "
+                "the source must be reopened"
+            )
+        log.warning("no audio from input device %r for %.1f s", self.device, self.stall_timeout_s)
+
+    async def close(self) -> None:
+        if not self._opened:
+            return
+        self._opened = False
+        stream, pa = self._stream, self._pa
+        self._stream = self._pa = None
+        self._queue.put_nowait(None)
+        if stream is not None or pa is not None:
+            await asyncio.to_thread(_shutdown, stream, pa)
+
+
+def _shutdown(stream: Any, pa: pyaudio.PyAudio | None) -> None:
+    try:
+        if stream is not None:
+            stream.stop_stream()
+            stream.close()
+    finally:
+        if pa is not None:
+            pa.terminate()
+
+
+class WavSource(_Source):
+    """A WAV file spoken into a virtual microphone.
+
+    Chunks are released on the schedule a real microphone would keep, divided by `speed`
+    (`math.inf` releases them as fast as the consumer takes them). The file is mixed to mono and
+    resampled to 16 kHz when it is not already. After the file, at least `tail_silence_s`
+    seconds of silence follow (so a listener can hear the speech end), then the source stops;
+    `tail_silence_s=None` keeps sending silence until `close()`, like a live microphone.
+
+    Every chunk is exactly `chunk_ms` long (the silence is rounded up to make it so), except
+    the file's last one when no silence follows: it is left short rather than padded, so what
+    was delivered is exactly the file.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        chunk_ms: int = 20,
+        speed: float = 1.0,
+        tail_silence_s: float | None = 0.0,
+        rate: int = CAPTURE_RATE,
+    ) -> None:
+        super().__init__(rate=rate, chunk_ms=chunk_ms)
+        if not speed > 0:
+            raise ValueError(f"speed must be greater than 0 (math.inf for unpaced), not {speed!r}")
+        if tail_silence_s is not None and not 0 <= tail_silence_s < math.inf:
+            raise ValueError(
+                f"tail_silence_s must be a finite number of seconds >= 0, or None for endless "
+                f"silence, not {tail_silence_s!r}"
+            )
+        self.path = Path(path)
+        self.speed = speed
+        self.tail_silence_s = tail_silence_s
+        self.silence_samples_delivered = 0
+        self._pcm = b""
+        self._closed = False
+
+    @property
+    def audio_samples(self) -> int:
+        """Samples in the file once converted (known after `open`)."""
+        return len(self._pcm) // SAMPLE_WIDTH
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        self._pcm = await asyncio.to_thread(read_wav, self.path, self.rate)
+        self._opened = True
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+        self._opened = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """One pass over the file (and its silence), from the start."""
+        opened_here = not self._opened
+        await self.open()
+        loop = asyncio.get_running_loop()
+        interval = self.chunk_ms / 1000 / self.speed
+        silence_left = None
+        if self.tail_silence_s is not None:
+            silence_left = round(self.tail_silence_s * self.rate) * SAMPLE_WIDTH
+            if silence_left:  # round up so that the last chunk is whole, as a mic's would be
+                silence_left += -(len(self._pcm) + silence_left) % self.chunk_bytes
+        position, count, start = 0, 0, loop.time()
+        try:
+            while not self._closed:
+                chunk = self._pcm[position : position + self.chunk_bytes]
+                position += len(chunk)
+                padding = self.chunk_bytes - len(chunk)
+                if silence_left is not None:
+                    padding = min(padding, silence_left)
+                    silence_left -= padding
+                chunk += bytes(padding)
+                if not chunk:
+                    return
+                count += 1
+                # A microphone delivers a chunk once it has been heard in full.
+                await asyncio.sleep(max(0.0, start + count * interval - loop.time()))
+                if self._closed:
+                    return
+                self._samples_delivered += len(chunk) // SAMPLE_WIDTH
+                self.silence_samples_delivered += padding // SAMPLE_WIDTH
+                yield chunk
+        finally:
+            if opened_here:
+                await self.close()

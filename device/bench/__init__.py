@@ -1,0 +1,1 @@
+"""Benchmarks: they print figures and are never timed asserts."""

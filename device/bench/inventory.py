@@ -1,0 +1,273 @@
+"""Load benchmark of the reference inventory API: mixed reads and writes from N clients.
+
+Run: `.venv/bin/python -m device.bench.inventory --clients 16 --seconds 10`.
+
+The server runs in its own process (as in production), on a socket this process binds to a
+free loopback port and hands over. The load generator speaks HTTP/1.1 over raw keep-alive
+connections, so that on a small machine the figures measure the server rather than the
+client library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from device.inventory.db import Database
+from device.inventory.seed import DEMO_EMPTY_LOCATION, seed_demo
+
+# Share of each request kind in the mix (sums to 1).
+MIX = {"find_item": 0.25, "get_stock": 0.2, "next_pick": 0.1, "get_item": 0.1,
+       "dry_run_move": 0.1, "move": 0.25}  # fmt: skip
+
+
+@dataclass
+class Lane:
+    """One client's private SKU, so its moves back and forth never run out of stock."""
+
+    sku: str
+    home: str
+    away: str = DEMO_EMPTY_LOCATION
+    out: bool = False
+
+
+@dataclass
+class Tally:
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: int = 0
+
+    def add(self, kind: str, seconds: float) -> None:
+        self.latencies.setdefault(kind, []).append(seconds)
+
+
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client: enough for fixed JSON requests."""
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self._host, self._port, self._token = host, port, token
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+
+    async def request(
+        self, method: str, path: str, body: dict[str, object] | None = None, key: str = ""
+    ) -> int:
+        assert self._reader is not None and self._writer is not None
+        payload = b"" if body is None else json.dumps(body).encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self._host}\r\n"
+            f"Authorization: Bearer {self._token}\r\nContent-Length: {len(payload)}\r\n"
+        )
+        if body is not None:
+            head += "Content-Type: application/json\r\n"
+        if key:
+            head += f"Idempotency-Key: {key}\r\n"
+        self._writer.write(head.encode() + b"\r\n" + payload)
+        status_line = await self._reader.readline()
+        length = 0
+        while True:
+            line = await self._reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await self._reader.readexactly(length)
+        return int(status_line.split()[1])
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            await self._writer.wait_closed()
+
+
+def _pick_lanes(db_path: Path, clients: int) -> list[Lane]:
+    db = Database(db_path)
+    try:
+        rows = db.read(
+            lambda c: c.execute(
+                "SELECT s.sku, s.location FROM stock s JOIN items i ON i.sku = s.sku "
+                "JOIN locations l ON l.code = s.location "
+                "WHERE i.zone = 'DRY' AND l.zone = 'DRY' AND s.quantity >= 2 "
+                "AND s.location != ? ORDER BY s.location",
+                (DEMO_EMPTY_LOCATION,),
+            ).fetchall()
+        )
+    finally:
+        db.close()
+    seen: dict[str, str] = {}
+    for row in rows:
+        seen.setdefault(row["sku"], row["location"])
+    lanes = [Lane(sku=sku, home=home) for sku, home in seen.items()]
+    if len(lanes) < clients:
+        raise ValueError(f"at most {len(lanes)} clients fit the demo warehouse; got {clients}")
+    return lanes[:clients]
+
+
+async def _client(
+    conn: Connection, lane: Lane, deadline: float, tally: Tally, rng: random.Random, index: int
+) -> None:
+    kinds, weights = list(MIX), list(MIX.values())
+    n = 0
+    while time.perf_counter() < deadline:
+        kind = rng.choices(kinds, weights)[0]
+        src, dst = (lane.away, lane.home) if lane.out else (lane.home, lane.away)
+        move = {"sku": lane.sku, "from_location": src, "to_location": dst, "quantity": 1}
+        start = time.perf_counter()
+        if kind == "find_item":
+            status = await conn.request("GET", f"/api/v1/items?sku={lane.sku}")
+        elif kind == "get_stock":
+            status = await conn.request("GET", f"/api/v1/stock?location={lane.home}")
+        elif kind == "next_pick":
+            status = await conn.request("GET", "/api/v1/picks/next")
+        elif kind == "get_item":
+            status = await conn.request("GET", f"/api/v1/items/{lane.sku}")
+        elif kind == "dry_run_move":
+            n += 1
+            status = await conn.request(
+                "POST", "/api/v1/moves?dry_run=true", move, key=f"bench-dry-{index}-{n}"
+            )
+        else:
+            n += 1
+            status = await conn.request("POST", "/api/v1/moves", move, key=f"bench-{index}-{n}")
+            lane.out = not lane.out
+        tally.add(kind, time.perf_counter() - start)
+        if status >= 400:
+            tally.errors += 1
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def _start_server(db_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "device.bench.inventory", "--serve-fd", str(sock.fileno()),
+         "--db", str(db_path)],
+        pass_fds=[sock.fileno()],
+    )  # fmt: skip
+    sock.close()
+    return proc, port
+
+
+async def _wait_ready(port: int, token: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(500):
+        if proc.poll() is not None:
+            raise RuntimeError(f"inventory server exited with {proc.returncode}")
+        try:
+            conn = Connection("127.0.0.1", port, token)
+            await conn.open()
+            status = await conn.request("GET", "/api/v1/health")
+            await conn.close()
+            if status == 200:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.02)
+    raise RuntimeError("inventory server did not become ready")
+
+
+async def _bench(clients: int, seconds: float, workdir: Path) -> dict[str, float]:
+    db_path = workdir / "bench.db"
+    db = Database(db_path)
+    try:
+        token = seed_demo(db).token
+    finally:
+        db.close()
+    lanes = _pick_lanes(db_path, clients)
+    proc, port = _start_server(db_path)
+    try:
+        await _wait_ready(port, token, proc)
+        conns = [Connection("127.0.0.1", port, token) for _ in range(clients)]
+        await asyncio.gather(*(c.open() for c in conns))
+        tally = Tally()
+        start = time.perf_counter()
+        deadline = start + seconds
+        await asyncio.gather(
+            *(
+                _client(conn, lane, deadline, tally, random.Random(i), i)
+                for i, (conn, lane) in enumerate(zip(conns, lanes, strict=True))
+            )
+        )
+        elapsed = time.perf_counter() - start
+        await asyncio.gather(*(c.close() for c in conns))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    every = sorted(x for values in tally.latencies.values() for x in values)
+    writes = sorted(tally.latencies.get("move", []))
+    reads = sorted(
+        x for kind, values in tally.latencies.items() if kind not in ("move", "dry_run_move")
+        for x in values
+    )  # fmt: skip
+    return {
+        "clients": float(clients),
+        "seconds": elapsed,
+        "requests": float(len(every)),
+        "errors": float(tally.errors),
+        "requests_per_s": len(every) / elapsed,
+        "p50_ms": _percentile(every, 0.50) * 1000,
+        "p99_ms": _percentile(every, 0.99) * 1000,
+        "read_p99_ms": _percentile(reads, 0.99) * 1000,
+        "write_p50_ms": _percentile(writes, 0.50) * 1000,
+        "write_p99_ms": _percentile(writes, 0.99) * 1000,
+    }
+
+
+def run_inventory_bench(clients: int, seconds: float) -> dict[str, float]:
+    """Requests/s and latency percentiles (ms) of the real server under a mixed load."""
+    if clients < 1 or seconds <= 0:
+        raise ValueError(f"need clients >= 1 and seconds > 0, got {clients} and {seconds}")
+    with tempfile.TemporaryDirectory(prefix="inventory-bench-") as tmp:
+        return asyncio.run(_bench(clients, seconds, Path(tmp)))
+
+
+def _serve_fd(fd: int, db_path: Path) -> None:
+    import uvicorn
+
+    from device.inventory.app import open_app
+    from device.inventory.server import uvicorn_config
+
+    sock = socket.socket(fileno=fd)
+    uvicorn.Server(uvicorn_config(open_app(db_path))).run(sockets=[sock])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m device.bench.inventory", description=__doc__)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--serve-fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_fd is not None:
+        _serve_fd(args.serve_fd, args.db)
+        return 0
+    result = run_inventory_bench(args.clients, args.seconds)
+    print(f"inventory API, {args.clients} clients, {result['seconds']:.1f} s, pid {os.getpid()}:")
+    for name, value in result.items():
+        print(f"  {name:>15}: {value:,.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Typed settings from TOML plus environment; the one home of defaults.
+
+Every key is documented in `config/config.toml`. Secrets never live in the TOML: they come from
+the environment or a credential file (systemd `LoadCredential`). Any problem becomes a
+`ConfigError` that names the key and the fix; the CLI prints it as one line and exits 78
+(EX_CONFIG), which the systemd unit treats as "do not restart".
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+EX_CONFIG = 78
+DEFAULT_CONFIG_PATH = Path("/etc/warehouse-voice/config.toml")
+REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+# Keys that look like secrets get a pointed hint instead of "unknown key".
+_SECRET_HINTS = ("key", "token", "secret", "password")
+
+
+class ConfigError(Exception):
+    """A configuration problem a person must fix. `str()` is the one line shown to them."""
+
+    def __init__(self, key: str, problem: str, fix: str) -> None:
+        self.key, self.problem, self.fix = key, problem, fix
+        super().__init__(f"config error: {key}: {problem}; fix: {fix}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class DeviceSettings(_Section):
+    id: str = Field("wv-device", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    state_dir: Path = Path("/var/lib/warehouse-voice")
+    event_log: Path = Path("events.jsonl")
+    control_socket: Path = Path("/run/warehouse-voice/control.sock")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class LiveSettings(_Section):
+    model: str = Field("gemini-3.1-flash-live-preview", min_length=1)
+    api_version: str = "v1beta"
+    base_url: str = ""
+    ca_file: Path | None = None
+    api_key_file: Path | None = None
+    voice: str = "Kore"
+    language: str = ""
+    instructions: Path = Path("instructions.md")
+    thinking_level: Literal["minimal", "low", "medium", "high"] = "minimal"
+    input_transcription: bool = True
+    output_transcription: bool = True
+    turn_detection: Literal["server", "manual"] = "server"
+    silence_ms: int = Field(500, ge=100, le=5000)
+    prefix_padding_ms: int = Field(100, ge=0, le=2000)
+    context_compression: bool = True
+    connect_timeout_s: PositiveFloat = 10.0
+    idle_timeout_s: PositiveFloat = 20.0
+
+
+class AudioSettings(_Section):
+    input: Literal["pyaudio", "wav"] = "pyaudio"
+    input_device: str = "default"
+    input_wav: Path | None = None
+    # "start": the file is heard once when the daemon starts. "listening": it is heard each
+    # time the device starts listening, as a worker speaking right after pressing the button.
+    input_wav_cue: Literal["start", "listening"] = "start"
+    output: Literal["pyaudio", "wav"] = "pyaudio"
+    output_device: str = "default"
+    output_wav: Path | None = None
+    chunk_ms: int = Field(20, ge=20, le=50)
+    speed: PositiveFloat = 1.0
+
+
+BcmPin = Annotated[str, Field(pattern=r"^(GPIO|BCM)?\d{1,2}$")]
+
+
+class GpioSettings(_Section):
+    pin_factory: Literal["default", "mock"] = "default"
+
+
+class ButtonSettings(_Section):
+    enabled: bool = True
+    pin: BcmPin = "GPIO17"
+    bounce_s: float = Field(0.05, ge=0, le=1)
+    hold_s: float = Field(0.4, gt=0, le=10)
+    long_press_s: float = Field(4.0, ge=0, le=60)
+    mute_pin: BcmPin | None = None
+
+
+class LedSettings(_Section):
+    kind: Literal["rgb", "discrete", "none"] = "rgb"
+    # Keys are colours: red, green, blue (checked with the rest of the panel settings).
+    pins: dict[str, BcmPin] = Field(
+        default_factory=lambda: {"red": "GPIO12", "green": "GPIO13", "blue": "GPIO19"}
+    )
+    pwm: bool = True
+    active_high: bool = True
+    wake_flash_s: float = Field(0.4, ge=0, le=5)
+    warning_s: float = Field(3.0, ge=0, le=60)
+    # Per-state overrides of the default patterns: state = { color, effect, ... }.
+    patterns: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ToolSettings(_Section):
+    enabled: list[str] = Field(
+        default_factory=lambda: [
+            "find_item",
+            "get_stock",
+            "move_stock",
+            "record_count",
+            "report_damage",
+            "get_next_pick",
+            "verify_location",
+            "confirm_pick",
+            "handoff_to_human",
+        ]
+    )
+    inventory_url: str = Field("http://127.0.0.1:8080/api/v1", pattern=r"^https?://")
+    token_file: Path | None = None
+    timeout_s: PositiveFloat = 5.0
+    confirm_words: list[str] = Field(default_factory=lambda: ["confirm", "confirmed", "correct"])
+
+
+class Settings(_Section):
+    device: DeviceSettings = DeviceSettings()
+    live: LiveSettings = LiveSettings()
+    audio: AudioSettings = AudioSettings()
+    gpio: GpioSettings = GpioSettings()
+    button: ButtonSettings = ButtonSettings()
+    leds: LedSettings = LedSettings()
+    tools: ToolSettings = ToolSettings()
+    # Directory of the file these settings came from; relative paths resolve against it.
+    base_dir: Path = Field(default=REPO_CONFIG_DIR, exclude=True)
+
+    def path(self, value: Path) -> Path:
+        return value if value.is_absolute() else self.base_dir / value
+
+    def state_path(self, value: Path) -> Path:
+        return value if value.is_absolute() else self.device.state_dir / value
+
+
+def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read and validate a config file; `overrides` are nested dicts applied on top of it."""
+    path = path or Path(os.environ.get("WAREHOUSE_VOICE_CONFIG", DEFAULT_CONFIG_PATH))
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            "--config",
+            f"file {path} does not exist",
+            "pass --config PATH, or copy config/config.toml to /etc/warehouse-voice/",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            "--config", f"cannot read {path} ({exc.strerror})", "check its permissions"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            "--config", f"{path} is not valid TOML ({exc})", "fix the syntax"
+        ) from None
+    return settings_from_dict(_merge(raw, overrides or {}), base_dir=path.resolve().parent)
+
+
+def settings_from_dict(raw: dict[str, Any], *, base_dir: Path = REPO_CONFIG_DIR) -> Settings:
+    try:
+        return Settings.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise _explain(exc) from None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _explain(exc: ValidationError) -> ConfigError:
+    """Turn pydantic's first error into one line with the key and the fix."""
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    kind, given = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        leaf = str(err["loc"][-1])
+        if any(h in leaf.lower() for h in _SECRET_HINTS) and not leaf.endswith("_file"):
+            return ConfigError(
+                key,
+                "secrets are not read from the config file",
+                "remove it; set GEMINI_API_KEY / WAREHOUSE_VOICE_INVENTORY_TOKEN, or point "
+                "live.api_key_file / tools.token_file at a credential file",
+            )
+        return ConfigError(key, "unknown key", f"remove it or fix its spelling ({_known(err)})")
+    ctx = err.get("ctx") or {}
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = next(iter(ctx.values()), "?")
+        words = {
+            "greater_than": "above",
+            "greater_than_equal": "at least",
+            "less_than": "below",
+            "less_than_equal": "at most",
+        }
+        return ConfigError(key, f"{given!r} is out of range", f"use a value {words[kind]} {bound}")
+    if kind == "literal_error":
+        return ConfigError(key, f"{given!r} is not allowed", f"use one of {ctx.get('expected')}")
+    if kind == "string_pattern_mismatch":
+        return ConfigError(key, f"{given!r} has the wrong form", f"match {ctx.get('pattern')}")
+    return ConfigError(key, f"{err['msg'].lower()} (got {given!r})", "see config/config.toml")
+
+
+def _known(err: Any) -> str:
+    section = err["loc"][0] if len(err["loc"]) > 1 else None
+    model: type[BaseModel] = Settings
+    if section is not None and section in Settings.model_fields:
+        annotation = Settings.model_fields[str(section)].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    names = [n for n in model.model_fields if n != "base_dir"]
+    return "known keys: " + ", ".join(names)
+
+
+def read_secret(
+    *, key: str, env_var: str, credential: str, file: Path | None, required: bool = True
+) -> str | None:
+    """Find a secret: an explicit file, then the systemd credential, then the environment."""
+    candidates: list[Path] = []
+    if file is not None:
+        candidates.append(file)
+    elif os.environ.get("CREDENTIALS_DIRECTORY"):
+        cred = Path(os.environ["CREDENTIALS_DIRECTORY"]) / credential
+        if cred.exists():
+            candidates.append(cred)
+    for candidate in candidates:
+        try:
+            value = candidate.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                key,
+                f"cannot read credential file {candidate} ({exc.strerror})",
+                "make it readable by the service user, or use LoadCredential",
+            ) from None
+        if not value:
+            raise ConfigError(key, f"credential file {candidate} is empty", "write the secret")
+        return value
+    value = os.environ.get(env_var, "").strip()
+    if value:
+        return value
+    if required:
+        raise ConfigError(
+            key,
+            "no secret found",
+            f"set {env_var}, or set {key} to a credential file, or use LoadCredential={credential}",
+        )
+    return None

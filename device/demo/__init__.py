@@ -1,0 +1,1 @@
+"""`warehouse-voice demo`: a scripted shift through every real part, offline."""

@@ -1,0 +1,129 @@
+"""`warehouse-voice inventory serve|token`: run the reference API, mint device tokens.
+
+The server stack (FastAPI, uvicorn, SQLite schema) is imported only when a command runs, so
+adding these subcommands costs the main CLI nothing at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from pathlib import Path
+
+DEFAULT_DB = Path("/var/lib/warehouse-voice/inventory.db")
+DEFAULT_PORT = 8080
+SEEDS = ("demo",)
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "inventory",
+        help="the reference inventory API",
+        description="Run the reference inventory API (FastAPI + SQLite) or mint device tokens.",
+    )
+    sub = parser.add_subparsers(dest="inventory_command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the API under /api/v1")
+    serve.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"SQLite file ({DEFAULT_DB})")
+    serve.add_argument(
+        "--seed",
+        choices=SEEDS,
+        help="fill an empty database with the demo warehouse and mint the demo-01 token "
+        "(written next to the database as <db>.demo-token)",
+    )
+    serve.add_argument(
+        "--seed-number", type=int, default=None, help="generator seed (default: the demo's, 7)"
+    )
+    serve.add_argument("--reset", action="store_true", help="delete the database file first")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")
+
+    token = sub.add_parser("token", help="mint (or replace) a device's bearer token")
+    token.add_argument("device_id", help="device name, e.g. dock-03")
+    token.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"SQLite file ({DEFAULT_DB})")
+
+
+def _reset(db_path: Path) -> None:
+    from device.inventory.seed import demo_token_path
+
+    for suffix in ("", "-wal", "-shm"):
+        db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
+    demo_token_path(db_path).unlink(missing_ok=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from device.inventory.app import API_PREFIX, create_app
+    from device.inventory.seed import DEFAULT_SEED_NUMBER, SeedError, demo_token_path
+    from device.inventory.server import bind_socket, open_database, uvicorn_config
+
+    db_path: Path = args.db
+    if not 0 <= args.port <= 65535:
+        print(f"inventory: --port {args.port} is out of range; use 1-65535", file=sys.stderr)
+        return 64
+    if args.reset:
+        _reset(db_path)
+    number = DEFAULT_SEED_NUMBER if args.seed_number is None else args.seed_number
+    try:
+        db, report = open_database(db_path, seed=args.seed, seed_number=number)
+    except (SeedError, OSError, sqlite3.Error, RuntimeError) as exc:
+        print(f"inventory: {exc}", file=sys.stderr)
+        return 65
+    if report is not None:
+        print(
+            f"seeded {db_path}: {report.items} items, {report.locations} locations "
+            f"({report.empty_locations} empty), {report.open_picks} open picks; "
+            f"device {report.device_id} token in {demo_token_path(db_path)}",
+            flush=True,
+        )
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        db.close()
+        print(f"inventory: {exc}", file=sys.stderr)
+        return 69
+    host, port = sock.getsockname()[:2]
+    print(f"inventory API on http://{host}:{port}{API_PREFIX}", flush=True)
+    server = uvicorn.Server(uvicorn_config(create_app(db, own_db=True), log_level="info"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        db.close()
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from device.inventory.tokens import check_device_id, mint_token
+
+    try:
+        check_device_id(args.device_id)
+        token = mint_token(args.db, args.device_id)
+    except (ValueError, OSError, sqlite3.Error) as exc:
+        print(f"inventory: {exc}", file=sys.stderr)
+        return 65
+    # Only stdout carries the token, so `... token dock-03 > file` captures it alone.
+    print(token)
+    print(f"minted a token for {args.device_id}; an earlier one no longer works", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.inventory_command == "serve":
+        return _serve(args)
+    if args.inventory_command == "token":
+        return _token(args)
+    raise ValueError(f"unknown inventory command {args.inventory_command!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m device.inventory.cli serve ...`: the same commands without the main CLI."""
+    parser = argparse.ArgumentParser(prog="python -m device.inventory.cli")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(["inventory", *(sys.argv[1:] if argv is None else argv)]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Running the inventory API: in-process for tests and the demo, or as the CLI's server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from device.inventory.app import API_PREFIX, create_app
+from device.inventory.db import Database
+from device.inventory.seed import DEFAULT_SEED_NUMBER, SeedError, SeedReport, seed_demo
+
+SEEDS = ("demo",)
+
+
+@dataclass(frozen=True)
+class RunningInventory:
+    base_url: str  # ends in /api/v1, ready for InventoryClient
+    db_path: Path
+    seed: SeedReport | None
+
+    @property
+    def token(self) -> str:
+        if self.seed is None:
+            raise RuntimeError("no demo token: the server was started without seed='demo'")
+        return self.seed.token
+
+    @property
+    def device_id(self) -> str:
+        if self.seed is None:
+            raise RuntimeError("no demo device: the server was started without seed='demo'")
+        return self.seed.device_id
+
+
+def open_database(
+    db_path: Path, *, seed: str | None = None, seed_number: int = DEFAULT_SEED_NUMBER
+) -> tuple[Database, SeedReport | None]:
+    if seed is not None and seed not in SEEDS:
+        raise SeedError(f"unknown seed {seed!r}: the available seed is 'demo'")
+    db = Database(db_path)
+    try:
+        report = seed_demo(db, number=seed_number) if seed == "demo" else None
+    except BaseException:
+        db.close()
+        raise
+    return db, report
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port"
+        ) from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: object, *, log_level: str = "warning") -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        log_level=log_level,
+        access_log=False,
+        # The reference server is for one site's devices on a LAN: keep-alive saves a TCP and
+        # HTTP handshake per tool call, and the loop/http implementations are the fastest
+        # ones installed (uvloop/httptools when present).
+        timeout_keep_alive=30,
+        lifespan="on",
+    )
+
+
+class InventoryServer:
+    """The API on a background thread with its own event loop (tests, the demo).
+
+    `start()` blocks until the server accepts connections; `stop()` shuts it down and closes
+    the database. Port 0 picks a free port.
+    """
+
+    def __init__(
+        self,
+        db_path: Path,
+        *,
+        seed: str | None = None,
+        seed_number: int = DEFAULT_SEED_NUMBER,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._db_path = Path(db_path)
+        self._seed = seed
+        self._seed_number = seed_number
+        self._host = host
+        self._port = port
+        self._thread: threading.Thread | None = None
+        self._server: uvicorn.Server | None = None
+        self._db: Database | None = None
+        self._sock: socket.socket | None = None
+
+    def start(self, timeout_s: float = 30.0) -> RunningInventory:
+        db, report = open_database(self._db_path, seed=self._seed, seed_number=self._seed_number)
+        self._db = db
+        try:
+            self._sock = bind_socket(self._host, self._port)
+            port = self._sock.getsockname()[1]
+            server = uvicorn.Server(uvicorn_config(create_app(db, own_db=True)))
+            self._server = server
+            failure: list[BaseException] = []
+            sock = self._sock
+
+            def run() -> None:
+                try:
+                    asyncio.run(server.serve(sockets=[sock]))
+                except BaseException as exc:  # handed to start() below
+                    failure.append(exc)
+
+            self._thread = threading.Thread(target=run, name=f"inventory-{port}", daemon=True)
+            self._thread.start()
+            deadline = time.monotonic() + timeout_s
+            while not server.started:
+                if not self._thread.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"inventory server did not start: {failure or 'timed out'}")
+                time.sleep(0.005)
+        except BaseException:
+            self.stop()
+            raise
+        url_host = f"[{self._host}]" if ":" in self._host else self._host
+        return RunningInventory(
+            base_url=f"http://{url_host}:{port}{API_PREFIX}", db_path=self._db_path, seed=report
+        )
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10.0)
+            self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._db is not None:
+            self._db.close()  # a no-op when the app's lifespan already closed it
+            self._db = None
+
+
+@contextlib.asynccontextmanager
+async def serve_inventory(
+    db_path: Path,
+    *,
+    seed: str | None = None,
+    seed_number: int = DEFAULT_SEED_NUMBER,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> AsyncIterator[RunningInventory]:
+    """Serve the API while the block runs, without blocking the caller's event loop.
+
+    Usage: `async with serve_inventory(tmp_path / "inv.db", seed="demo") as inv:` then talk
+    to `inv.base_url` with `inv.token`. Leaving the block stops the server.
+    """
+    server = InventoryServer(db_path, seed=seed, seed_number=seed_number, host=host, port=port)
+    running = await asyncio.to_thread(server.start)
+    try:
+        yield running
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -1,0 +1,1 @@
+"""The Gemini Live session: connect, send, receive, tool round trips."""

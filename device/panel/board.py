@@ -1,0 +1,107 @@
+"""The panel assembled from settings: LEDs that follow the bus, and the talk button.
+
+A board that cannot be opened (no GPIO chip, a pin in use) leaves the device voice-only with an
+error event, rather than stopping it: a worker can still talk to a device whose LED is dark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from device.config import ConfigError, Settings
+from device.events import ErrorRaised, EventBus
+from device.panel.buttons import ButtonSettings, PanelButtons, PanelHandler
+from device.panel.leds import GpioLeds, LedPanel, LedSettings
+from device.panel.patterns import parse_patterns
+from device.panel.pins import PanelConfigError
+from device.panel.state import PanelStateTracker
+
+log = logging.getLogger(__name__)
+
+
+def pin_factory(settings: Settings) -> Any:
+    if settings.gpio.pin_factory != "mock":
+        return None  # gpiozero picks the board's own factory
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    return MockFactory(pin_class=MockPWMPin)
+
+
+def panel_settings(settings: Settings) -> tuple[LedSettings, ButtonSettings | None]:
+    """Validate the [leds] and [button] sections; errors name the key, as config errors do."""
+    leds, button = settings.leds, settings.button
+    try:
+        led_settings = LedSettings(
+            kind=leds.kind,
+            pins=dict(leds.pins),
+            pwm=leds.pwm,
+            active_high=leds.active_high,
+            patterns=parse_patterns(leds.patterns, key="leds.patterns"),
+            wake_flash_s=leds.wake_flash_s,
+            warning_s=leds.warning_s,
+        )
+        button_settings = (
+            ButtonSettings(
+                pin=button.pin,
+                bounce_s=button.bounce_s,
+                hold_s=button.hold_s,
+                long_press_s=button.long_press_s,
+                mute_pin=button.mute_pin,
+            )
+            if button.enabled
+            else None
+        )
+    except PanelConfigError as exc:
+        key, _, problem = str(exc).removeprefix("panel.").partition(": ")
+        raise ConfigError(key, problem, "see config/config.toml") from None
+    return led_settings, button_settings
+
+
+class Board:
+    """`with Board(...)`: the LEDs and buttons, closed again on the way out."""
+
+    def __init__(self, settings: Settings, *, bus: EventBus, handler: PanelHandler) -> None:
+        self._settings = settings
+        self._bus = bus
+        self._handler = handler
+        self.tracker: PanelStateTracker | None = None
+        self.leds: LedPanel | None = None
+        self.buttons: PanelButtons | None = None
+        self.factory: Any = None
+
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        led_settings, button_settings = panel_settings(self._settings)
+        self.tracker = PanelStateTracker(
+            wake_flash_s=led_settings.wake_flash_s, warning_s=led_settings.warning_s
+        )
+        try:
+            self.factory = pin_factory(self._settings)
+            if led_settings.kind != "none":
+                driver = GpioLeds(led_settings, pin_factory=self.factory)
+                self.leds = LedPanel(driver, tracker=self.tracker, patterns=led_settings.patterns)
+                self.leds.attach(self._bus)
+            if button_settings is not None:
+                self.buttons = PanelButtons(
+                    button_settings,
+                    handler=self._handler,
+                    bus=self._bus,
+                    context=self.tracker.context,
+                    loop=loop,
+                    pin_factory=self.factory,
+                )
+        except Exception as exc:  # gpiozero raises many kinds when there is no usable GPIO
+            log.warning("panel unavailable, continuing voice-only: %s", exc)
+            self._bus.publish(
+                ErrorRaised(where="panel", message=f"GPIO unavailable: {exc}", fatal=False)
+            )
+            self.close()
+
+    def close(self) -> None:
+        if self.buttons is not None:
+            self.buttons.close()
+            self.buttons = None
+        if self.leds is not None:
+            self.leds.close()
+            self.leds = None

@@ -1,0 +1,147 @@
+"""Scenario files: what the emulated model hears, calls and says, and which faults it injects.
+
+A scenario is `config/scenarios/NAME.toml`; `config/scenarios/README.md` documents every key.
+Loading validates the whole file up front, so a typo fails at start-up with the file, the key
+and the fix, never in the middle of a test.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "config" / "scenarios"
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be used; `str()` is one line naming the file, key and fix."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ToolCallSpec(_Model):
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class TurnSpec(_Model):
+    """One user turn and the model's answer to it."""
+
+    user_transcript: str = ""
+    tool_calls: list[ToolCallSpec] = Field(default_factory=list)
+    reply_text: str = ""
+    # A WAV file; relative paths are resolved against the scenario file's folder on load.
+    reply_audio: Path | None = None
+    # Wall-clock delay before the reply starts (divided by `speed`); emulates a slow model or
+    # a stall after a tool response.
+    reply_delay_ms: int = Field(default=0, ge=0, le=600_000)
+    interrupt_after_ms: int | None = Field(default=None, ge=0)
+    close_code: int | None = Field(default=None, ge=1000, le=4999)
+    close_after_ms: int | None = Field(default=None, ge=0)
+    duplicate_tool_calls: bool = False
+    audio_chunk_ms: int = Field(default=40, ge=5, le=2000)
+    audio_jitter_ms: int = Field(default=0, ge=0, le=2000)
+    audio_pace: float = Field(default=1.0, gt=0, le=1000)
+
+    @model_validator(mode="after")
+    def _faults_are_complete(self) -> Self:
+        if self.close_after_ms is not None and self.close_code is None:
+            raise ValueError("close_after_ms needs close_code too (for example close_code = 1011)")
+        if self.close_code in (1004, 1005, 1006, 1015):
+            raise ValueError(
+                f"close_code {self.close_code} is reserved and cannot be sent; use 1011 or 1000"
+            )
+        ids = [call.id for call in self.tool_calls]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"tool_calls ids must be unique within a turn, got {ids}")
+        return self
+
+
+class Scenario(_Model):
+    name: str = Field(min_length=1)
+    description: str = ""
+    # Pacing factor for everything the emulator times by the wall clock: 1.0 is real time,
+    # 10.0 sends reply audio ten times faster. Turn-taking is measured in audio samples and
+    # does not depend on it.
+    speed: float = Field(default=1.0, gt=0, le=10_000)
+    # goAway is due once this many seconds of client audio have arrived on one connection;
+    # the connection is closed with `goaway_close_code` after `goaway_time_left_s` more.
+    goaway_after_s: float | None = Field(default=None, ge=0)
+    goaway_time_left_s: float = Field(default=10.0, ge=0)
+    goaway_close_code: int = Field(default=1011, ge=1000, le=4999)
+    resumption: bool = True
+    tool_timeout_s: float = Field(default=10.0, gt=0)
+    # "connection": each fresh connection starts at the first turn. "shared": fresh connections
+    # continue where the previous one stopped, so one script can span several sessions.
+    progress: Literal["connection", "shared"] = "connection"
+    loop: bool = False
+    # Faults fire the first time their turn plays; replays (after a reconnect) are clean.
+    repeat_faults: bool = False
+    seed: int = 0
+    turns: list[TurnSpec] = Field(min_length=1)
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+        loc = loc.lstrip(".") or "(top level)"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{loc}: unknown key; see config/scenarios/README.md for valid keys")
+        else:
+            problems.append(f"{loc}: {error['msg']}")
+    return f"scenario {source}: " + "; ".join(problems)
+
+
+def parse_scenario(text: str, *, name: str, base_dir: Path, source: str = "") -> Scenario:
+    """Parse scenario TOML text; relative `reply_audio` paths resolve against `base_dir`."""
+    source = source or name
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"scenario {source}: invalid TOML: {exc}") from exc
+    data.setdefault("name", name)
+    for turn in data.get("turns", []) if isinstance(data.get("turns"), list) else []:
+        if isinstance(turn, dict) and isinstance(turn.get("reply_audio"), str):
+            turn["reply_audio"] = str(base_dir / turn["reply_audio"])
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_format_error(source, exc)) from exc
+    for index, turn in enumerate(scenario.turns):
+        if turn.reply_audio is not None and not turn.reply_audio.is_file():
+            raise ScenarioError(
+                f"scenario {source}: turns[{index}].reply_audio: {turn.reply_audio} does not "
+                "exist; give a WAV path relative to the scenario file, or remove the key to "
+                "synthesize the reply from reply_text"
+            )
+    return scenario
+
+
+def available_scenarios(directory: Path = SCENARIO_DIR) -> list[str]:
+    return sorted(path.stem for path in directory.glob("*.toml"))
+
+
+def load_scenario(name_or_path: str | Path, directory: Path = SCENARIO_DIR) -> Scenario:
+    """Load a scenario by name (`where-is-sku`) from `directory`, or from a .toml path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.is_file():
+        path = candidate
+    else:
+        path = directory / f"{name_or_path}.toml"
+    if not path.is_file():
+        names = ", ".join(available_scenarios(directory)) or "(none)"
+        raise ScenarioError(
+            f"unknown scenario {str(name_or_path)!r}; available in {directory}: {names}"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"scenario {path}: cannot read it: {exc}") from exc
+    return parse_scenario(text, name=path.stem, base_dir=path.parent, source=str(path))

@@ -1,0 +1,88 @@
+"""Where each conversation stands in the scenario, and the resumption handles that name it.
+
+A conversation's position counts the turns it has used up. A fresh connection starts at 0 (or
+where the last connection stopped, with `progress = "shared"`); a connection that presents a
+resumption handle continues from the position the handle was issued at, which is how the
+service restores context after a reconnect.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from dataclasses import dataclass
+
+from device.sim.scenario import Scenario, TurnSpec
+
+_NO_FAULTS = {
+    "interrupt_after_ms": None,
+    "close_code": None,
+    "close_after_ms": None,
+    "duplicate_tool_calls": False,
+}
+
+
+def _has_fault(spec: TurnSpec) -> bool:
+    return any(getattr(spec, key) != value for key, value in _NO_FAULTS.items())
+
+
+class UnknownHandle(Exception):
+    """A resumption handle this emulator never issued."""
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    session_id: str
+    position: int
+
+
+class Script:
+    def __init__(self, scenario: Scenario, audio: list[bytes]) -> None:
+        if len(audio) != len(scenario.turns):
+            raise ValueError("Script needs one rendered reply per scenario turn")
+        self.scenario = scenario
+        self.audio = audio
+        self._handles: dict[str, _Snapshot] = {}
+        self._shared_position = 0
+        self._counter = itertools.count(1)
+        self._faulted: set[int] = set()
+
+    def begin(self, handle: str | None) -> tuple[str, int]:
+        """Session id and starting position for a new connection."""
+        if handle:
+            snapshot = self._handles.get(handle)
+            if snapshot is None:
+                raise UnknownHandle(handle)
+            return snapshot.session_id, snapshot.position
+        start = self._shared_position if self.scenario.progress == "shared" else 0
+        return secrets.token_hex(6), start
+
+    def turn_index(self, position: int) -> int | None:
+        """The scenario turn played at `position`, or None once a non-looping script ran out."""
+        count = len(self.scenario.turns)
+        if self.scenario.loop:
+            return position % count
+        return position if position < count else None
+
+    def turn(self, index: int) -> tuple[TurnSpec, bytes]:
+        """The turn to play at scenario index `index`.
+
+        Its faults fire the first time only (unless the scenario sets `repeat_faults`): a
+        client that reconnects after a scripted 1011 and asks again gets its answer, instead
+        of looping on the same fault forever.
+        """
+        spec = self.scenario.turns[index]
+        if index in self._faulted and not self.scenario.repeat_faults:
+            spec = spec.model_copy(update=_NO_FAULTS)
+        elif _has_fault(spec):
+            self._faulted.add(index)
+        return spec, self.audio[index]
+
+    def advance(self, position: int) -> None:
+        """A connection has used up every turn before `position`."""
+        self._shared_position = max(self._shared_position, position)
+
+    def issue_handle(self, session_id: str, position: int) -> str:
+        handle = f"{session_id}-{next(self._counter)}"
+        self._handles[handle] = _Snapshot(session_id, position)
+        return handle

@@ -1,0 +1,207 @@
+"""Playing one scripted model turn: transcript, tool round trip, paced reply audio, faults.
+
+Reply audio is cut at exact sample positions for `interrupt_after_ms` and `close_after_ms`, so
+a test knows to the byte what the client must have received. Only pacing sleeps use the wall
+clock, and they are divided by the scenario's `speed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from typing import Literal, Protocol
+
+from device.sim import wire
+from device.sim.record import TurnRecord
+from device.sim.reply_audio import OUTPUT_RATE
+from device.sim.scenario import Scenario, TurnSpec
+
+# Audio token rate the service bills for speech; used for the usageMetadata figures.
+AUDIO_TOKENS_PER_S = 32
+INPUT_WORDS_PER_PIECE = 3
+
+Outcome = Literal["complete", "interrupted", "closed"]
+ToolWait = Literal["answered", "interrupted", "timeout"]
+
+
+class TurnChannel(Protocol):
+    """What a turn needs from its connection."""
+
+    scenario: Scenario
+    wants_input_transcription: bool
+    wants_output_transcription: bool
+
+    @property
+    def barge_in(self) -> asyncio.Event:
+        """Set when the user starts talking over the reply."""
+
+    def send(self, payload: dict[str, object], on_sent: Callable[[], None] | None = None) -> None:
+        """Queue a frame; `on_sent` runs once it has been written to the socket."""
+
+    def close(self, code: int, reason: str, on_closed: Callable[[], None] | None = None) -> None:
+        """Queue a close after every frame already queued."""
+
+    def fault(self, kind: str, turn: int | None, detail: str = "") -> None: ...
+
+    def prompt_tokens(self, turn: TurnRecord) -> int: ...
+
+    async def wait_tool_responses(self, ids: set[str], turn: int, timeout_s: float) -> ToolWait: ...
+
+
+async def _pause(channel: TurnChannel, seconds: float) -> bool:
+    """Sleep, but wake early on a barge-in. True when the user barged in."""
+    if channel.barge_in.is_set():
+        return True
+    if seconds <= 0:
+        return False
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(channel.barge_in.wait(), seconds)
+    return channel.barge_in.is_set()
+
+
+def _close_reason(code: int) -> str:
+    if code == wire.CLOSE_INTERNAL:
+        return "Internal error encountered."
+    return f"emulated fault: close code {code}"
+
+
+async def play_turn(
+    channel: TurnChannel,
+    spec: TurnSpec,
+    reply_pcm: bytes,
+    record: TurnRecord,
+    turn_no: int,
+    scenario_turn: int,
+) -> Outcome:
+    scenario = channel.scenario
+
+    def mark_finished() -> None:
+        record.finished = True
+
+    def interrupted() -> Outcome:
+        record.interrupted = True
+        channel.send(wire.server_content(interrupted=True))
+        channel.send(wire.server_content(turn_complete=True), mark_finished)
+        return "interrupted"
+
+    if channel.wants_input_transcription and spec.user_transcript:
+        for piece in wire.transcript_pieces(spec.user_transcript, INPUT_WORDS_PER_PIECE):
+
+            def add_input(piece: str = piece) -> None:
+                record.input_transcript_sent += piece
+
+            channel.send(wire.server_content(input_text=piece), add_input)
+
+    if spec.tool_calls:
+        calls: list[dict[str, object]] = [
+            {"id": call.id, "name": call.name, "args": dict(call.args)} for call in spec.tool_calls
+        ]
+        copies = 2 if spec.duplicate_tool_calls else 1
+        for _ in range(copies):
+            channel.send(wire.tool_call(calls))
+            record.tool_calls_sent.extend(calls)
+        if spec.duplicate_tool_calls:
+            channel.fault("duplicate_tool_calls", turn_no, ",".join(c.id for c in spec.tool_calls))
+        ids = {call.id for call in spec.tool_calls}
+        result = await channel.wait_tool_responses(ids, turn_no, scenario.tool_timeout_s)
+        if result != "answered":
+            answered = {r.id for r in record.tool_responses}
+            missing = sorted(ids - answered)
+            channel.send(wire.tool_call_cancellation(missing))
+            if result == "interrupted":
+                return interrupted()
+            channel.fault("tool_timeout", turn_no, ",".join(missing))
+
+    if await _pause(channel, spec.reply_delay_ms / 1000 / scenario.speed):
+        return interrupted()
+
+    samples = len(reply_pcm) // 2
+    per_ms = OUTPUT_RATE // 1000
+    # A fault scheduled past the end of the reply fires after its last sample; a close wins a
+    # tie with an interrupt.
+    stop_at, fault = samples, ""
+    candidates: list[tuple[int, int, str]] = []
+    if spec.close_code is not None:
+        candidates.append((min(samples, (spec.close_after_ms or 0) * per_ms), 0, "close"))
+    if spec.interrupt_after_ms is not None:
+        candidates.append((min(samples, spec.interrupt_after_ms * per_ms), 1, "interrupt"))
+    if candidates:
+        stop_at, _, fault = min(candidates)
+
+    chunk = max(1, spec.audio_chunk_ms * per_ms)
+    n_chunks = -(-samples // chunk)
+    pieces = wire.transcript_pieces(spec.reply_text) if channel.wants_output_transcription else []
+    # Spread the transcript over the audio as the service does, so text never runs far ahead
+    # of the speech it belongs to.
+    by_chunk: dict[int, str] = {}
+    for i, piece in enumerate(pieces):
+        slot = i * n_chunks // len(pieces) if n_chunks else 0
+        by_chunk[slot] = by_chunk.get(slot, "") + piece
+    rng = random.Random(f"{scenario.seed}:{scenario_turn}")
+    rate = scenario.speed * spec.audio_pace
+
+    def add_text(text: str) -> Callable[[], None]:
+        def on_sent() -> None:
+            record.reply_text_sent += text
+
+        return on_sent
+
+    def add_audio(pcm: bytes, text: str | None) -> Callable[[], None]:
+        def on_sent() -> None:
+            record.reply_pcm.extend(pcm)
+            if text:
+                record.reply_text_sent += text
+
+        return on_sent
+
+    if n_chunks == 0:
+        for piece in by_chunk.values():
+            channel.send(wire.server_content(output_text=piece), add_text(piece))
+
+    # Chunks follow an absolute schedule from the first one, so sleep overshoot never adds up;
+    # jitter makes single chunks late without delaying the ones after them.
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    pos, index = 0, 0
+    while pos < stop_at:
+        due = start + pos / OUTPUT_RATE / rate
+        if spec.audio_jitter_ms:
+            due += rng.uniform(0, spec.audio_jitter_ms) / 1000 / scenario.speed
+        if await _pause(channel, due - loop.time()):
+            return interrupted()
+        end = min(pos + chunk, stop_at)
+        pcm = reply_pcm[2 * pos : 2 * end]
+        text = by_chunk.get(index)
+        if text and index % 2:
+            # The real model sometimes sends transcript and audio in one frame and sometimes
+            # apart; clients must handle both, so alternate.
+            channel.send(wire.server_content(output_text=text), add_text(text))
+            channel.send(wire.server_content(audio=pcm), add_audio(pcm, None))
+        else:
+            channel.send(wire.server_content(audio=pcm, output_text=text), add_audio(pcm, text))
+        pos, index = end, index + 1
+    # The reply is over when its audio would have finished playing.
+    if await _pause(channel, start + pos / OUTPUT_RATE / rate - loop.time()) and pos < samples:
+        return interrupted()
+
+    if fault == "interrupt":
+        channel.fault("interrupt", turn_no, f"after {spec.interrupt_after_ms} ms of reply audio")
+        return interrupted()
+    if fault == "close":
+        code = spec.close_code or wire.CLOSE_INTERNAL
+        channel.fault("close", turn_no, f"code {code} after {spec.close_after_ms or 0} ms")
+        channel.close(code, _close_reason(code), mark_finished)
+        return "closed"
+
+    def complete() -> None:
+        record.generation_complete = True
+
+    channel.send(wire.server_content(generation_complete=True), complete)
+    final = wire.server_content(turn_complete=True)
+    final["usageMetadata"] = wire.usage_metadata(
+        channel.prompt_tokens(record), samples * AUDIO_TOKENS_PER_S // OUTPUT_RATE
+    )
+    channel.send(final, mark_finished)
+    return "complete"

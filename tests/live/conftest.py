@@ -1,0 +1,154 @@
+"""Shared pieces for driving the appliance against the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device.appliance import Appliance
+from device.audio.sink import WavSink
+from device.audio.source import WavSource
+from device.config import REPO_CONFIG_DIR, Settings, settings_from_dict
+from device.events import Event, EventBus, State, StateChanged
+from device.live.connect import build_client, build_connect_config, read_instructions
+from device.live.session import Connector
+from device.service.eventlog import EventLog
+from device.sim.emulator import Emulator
+from device.sim.scenario import Scenario
+
+REQUEST_WAV = REPO_CONFIG_DIR / "demo" / "where-is-sku.wav"
+
+
+@dataclass
+class RecordingTools:
+    """Answers every call with a fixed result and remembers what it was asked."""
+
+    calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def declarations(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": "find_item",
+                "description": "Find where an item is stored.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"sku": {"type": "string"}},
+                    "required": ["sku"],
+                },
+            }
+        ]
+
+    async def call(
+        self, *, session_id: str, call_id: str, name: str, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        self.calls.append((call_id, name, args))
+        return {"status": "ok", "speakable": "Aisle twelve, bay three, level B, forty units."}
+
+
+@dataclass
+class Rig:
+    appliance: Appliance
+    emulator: Emulator
+    bus: EventBus
+    mic: WavSource
+    speaker: WavSink
+    tools: RecordingTools
+    event_log: EventLog
+    states: list[State]
+
+    async def wait_until_idle_after_session(self, timeout_s: float = 30.0) -> None:
+        """Until a session has closed and the appliance settled in idle or error."""
+        async with self.bus.stream() as events, asyncio.timeout(timeout_s):
+            while not self._settled():
+                await events.get()
+
+    def _settled(self) -> bool:
+        return State.CLOSING in self.states and self.states[-1] in (State.IDLE, State.ERROR)
+
+
+def live_settings(emulator: Emulator, tmp_path: Path, **live: Any) -> Settings:
+    return settings_from_dict(
+        {
+            "device": {"id": "test-01", "state_dir": str(tmp_path)},
+            "live": {
+                "base_url": emulator.url,
+                "ca_file": str(emulator.ca_file),
+                "idle_timeout_s": 0.5,
+                **live,
+            },
+        }
+    )
+
+
+def connector(settings: Settings, tools: RecordingTools) -> Callable[[str | None], Connector]:
+    client = build_client(settings, "test-key")
+
+    def factory(handle: str | None) -> Connector:
+        config = build_connect_config(
+            settings,
+            instructions=read_instructions(settings),
+            function_declarations=tools.declarations(),
+            resumption_handle=handle,
+        )
+        return lambda: client.aio.live.connect(model=settings.live.model, config=config)  # type: ignore[return-value]
+
+    return factory
+
+
+@pytest.fixture
+async def rig_factory(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Callable[..., Any]]:
+    made: list[Rig] = []
+    emulators: list[Emulator] = []
+    workdir = tmp_path_factory.getbasetemp() / "live-emulator"
+
+    async def make(
+        scenario: Scenario, *, speaker_speed: float = 20.0, mic_speed: float = 8.0, **live: Any
+    ) -> Rig:
+        emulator = Emulator(scenario, workdir=workdir, api_key="test-key")
+        await emulator.start()
+        emulators.append(emulator)
+        settings = live_settings(emulator, tmp_path, **live)
+        bus = EventBus()
+        states: list[State] = []
+
+        def track(event: Event) -> None:
+            if isinstance(event, StateChanged):
+                states.append(event.state)
+
+        bus.subscribe(track)
+        event_log = EventLog(tmp_path / "events.jsonl", device_id="test-01")
+        bus.subscribe(event_log)
+        mic = WavSource(REQUEST_WAV, speed=mic_speed, tail_silence_s=None)
+        speaker = WavSink(tmp_path / "reply.wav", speed=speaker_speed)
+        await speaker.open()
+        tools = RecordingTools()
+        appliance = Appliance(
+            bus=bus,
+            mic=mic,
+            speaker=speaker,
+            tools=tools,
+            connector=connector(settings, tools),
+            model=settings.live.model,
+            manual_turns=settings.live.turn_detection == "manual",
+            idle_timeout_s=settings.live.idle_timeout_s,
+            connect_timeout_s=settings.live.connect_timeout_s,
+        )
+        rig = Rig(appliance, emulator, bus, mic, speaker, tools, event_log, states)
+        made.append(rig)
+        return rig
+
+    yield make
+    for rig in made:
+        await rig.appliance.stop()
+        await rig.speaker.close()
+        await rig.mic.close()
+        rig.event_log.close()
+    for emulator in emulators:
+        await emulator.stop()
