@@ -30,7 +30,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from device.service.journal import setup_logging
 
     settings = load_settings(args.config)
-    setup_logging(settings.device.log_level)
+    # Under systemd the logs go to journald; a person at a terminal sees them on stderr.
+    setup_logging(settings.device.log_level, force_stderr=sys.stderr.isatty())
     resolved = preflight(settings)
     return asyncio.run(run_daemon(settings, resolved))
 

@@ -40,6 +40,8 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 
 class DeviceSettings(_Section):
     id: str = Field("wv-device", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    # Warehouse zone this device serves (e.g. DRY, CHL, FRZ); shown in status and logs.
+    zone: str = Field("", max_length=32)
     state_dir: Path = Path("/var/lib/warehouse-voice")
     event_log: Path = Path("events.jsonl")
     control_socket: Path = Path("/run/warehouse-voice/control.sock")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from device.appliance import Appliance
-from device.audio.sink import WavSink
+from device.audio.sink import AudioSink, WavSink
 from device.audio.source import WavSource
 from device.config import REPO_CONFIG_DIR, Settings, settings_from_dict
 from device.events import Event, EventBus, State, StateChanged
@@ -56,7 +56,7 @@ class Rig:
     emulator: Emulator
     bus: EventBus
     mic: WavSource
-    speaker: WavSink
+    speaker: AudioSink
     tools: RecordingTools
     event_log: EventLog
     states: list[State]
@@ -109,7 +109,12 @@ async def rig_factory(
     workdir = tmp_path_factory.getbasetemp() / "live-emulator"
 
     async def make(
-        scenario: Scenario, *, speaker_speed: float = 20.0, mic_speed: float = 8.0, **live: Any
+        scenario: Scenario,
+        *,
+        speaker_speed: float = 20.0,
+        mic_speed: float = 8.0,
+        speaker: AudioSink | None = None,
+        **live: Any,
     ) -> Rig:
         emulator = Emulator(scenario, workdir=workdir, api_key="test-key")
         await emulator.start()
@@ -126,7 +131,7 @@ async def rig_factory(
         event_log = EventLog(tmp_path / "events.jsonl", device_id="test-01")
         bus.subscribe(event_log)
         mic = WavSource(REQUEST_WAV, speed=mic_speed, tail_silence_s=None)
-        speaker = WavSink(tmp_path / "reply.wav", speed=speaker_speed)
+        speaker = speaker or WavSink(tmp_path / "reply.wav", speed=speaker_speed)
         await speaker.open()
         tools = RecordingTools()
         appliance = Appliance(

@@ -6,10 +6,12 @@ import asyncio
 import wave
 from pathlib import Path
 
+from device.audio.sink import PyAudioSink
 from device.audio.wavio import read_wav
 from device.config import REPO_CONFIG_DIR
 from device.events import State
 from device.service.eventlog import read_events
+from device.sim.alsa import virtual_alsa
 from device.sim.scenario import load_scenario
 
 REQUEST_WAV = REPO_CONFIG_DIR / "demo" / "where-is-sku.wav"
@@ -82,3 +84,22 @@ async def test_interrupted_reply_stops_at_the_speaker(rig_factory, tmp_path: Pat
     assert len(played) < len(sent) // 2
     kinds = [e["kind"] for e in read_events(tmp_path / "events.jsonl")]
     assert "interrupted" in kinds
+
+
+async def test_reply_through_real_pyaudio_on_virtual_alsa(rig_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same turn, played by PyAudio into ALSA's file-backed `vspk` device."""
+    with virtual_alsa(tmp_path / "alsa") as alsa:
+        rig = await rig_factory(load_scenario("where-is-sku"), speaker=PyAudioSink("vspk"))
+        runner = asyncio.create_task(rig.appliance.run())
+        await asyncio.sleep(0)
+        rig.appliance.press("gpio")
+        await rig.emulator.wait_for_turns(1, timeout_s=30)
+        rig.appliance.release("gpio")
+        await rig.wait_until_idle_after_session()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await rig.speaker.close()
+        played = alsa.played(24_000, 1)
+    sent = rig.emulator.record.reply_pcm[0]
+    assert len(sent) > 24000
+    assert played == sent
