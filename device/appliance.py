@@ -181,6 +181,9 @@ class Appliance:
                 conversation = self._conversation
                 if conversation is not None and (self._talking or self._open_mic):
                     conversation.send_audio(chunk)
+                    if self._talking:
+                        # A held talk button is speech: the session must not idle out.
+                        conversation.touch()
         finally:
             await self.stop()
 

@@ -112,6 +112,18 @@ class LedSettings(_Section):
     patterns: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+class CameraSettings(_Section):
+    backend: Literal["none", "picamera2", "directory"] = "none"
+    directory: Path | None = None
+    enabled: bool = True
+    fps: float = Field(1.0, gt=0, le=5)
+    max_px: int = Field(1024, ge=64, le=4096)
+    quality: int = Field(80, ge=1, le=95)
+    width: int = Field(1280, ge=64, le=4608)
+    height: int = Field(720, ge=64, le=3456)
+    retry_s: float = Field(30.0, ge=0)
+
+
 class ToolSettings(_Section):
     enabled: list[str] = Field(
         default_factory=lambda: [
@@ -139,6 +151,7 @@ class Settings(_Section):
     gpio: GpioSettings = GpioSettings()
     button: ButtonSettings = ButtonSettings()
     leds: LedSettings = LedSettings()
+    camera: CameraSettings = CameraSettings()
     tools: ToolSettings = ToolSettings()
     # Directory of the file these settings came from; relative paths resolve against it.
     base_dir: Path = Field(default=REPO_CONFIG_DIR, exclude=True)

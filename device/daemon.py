@@ -28,6 +28,8 @@ from device.service.eventlog import EventLog
 from device.service.notify import Notifier, status_subscriber, watchdog_task
 from device.tools.dispatcher import ToolDispatcher
 from device.tools.inventory_client import InventoryClient
+from device.tools.registry import ToolSet
+from device.vision.eye import Eye
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +68,12 @@ def build_speaker(settings: Settings) -> AudioSink:
     return PyAudioSink(audio.output_device)
 
 
-def build_tools(settings: Settings, resolved: Resolved, bus: EventBus) -> ToolDispatcher:
+def build_tools(settings: Settings, resolved: Resolved, bus: EventBus) -> ToolSet:
     tools = settings.tools
     client = InventoryClient(
         tools.inventory_url, resolved.inventory_token or "", timeout_s=tools.timeout_s
     )
-    return ToolDispatcher(
+    dispatcher = ToolDispatcher(
         bus=bus,
         client=client,
         enabled=tools.enabled,
@@ -80,6 +82,7 @@ def build_tools(settings: Settings, resolved: Resolved, bus: EventBus) -> ToolDi
         # The panel's router decides which press confirms (a tap, never a hold-to-talk).
         button_confirms=False,
     )
+    return ToolSet(dispatcher, bus=bus, timeout_s=tools.timeout_s)
 
 
 def live_connector(
@@ -118,6 +121,11 @@ async def assemble(
     bus.subscribe(event_log)
     tools = build_tools(settings, resolved, bus)
     mic, speaker = build_mic(settings, bus), build_speaker(settings)
+    holder: list[Appliance] = []
+    eye = Eye(settings, bus=bus, conversation=lambda: holder[0].conversation if holder else None)
+    if eye.available:
+        # A voice-only device does not offer the model tools it cannot run.
+        tools.add(eye.tools.declarations(), eye.tools.handlers())
     appliance = Appliance(
         bus=bus,
         mic=mic,
@@ -130,17 +138,20 @@ async def assemble(
         connect_timeout_s=settings.live.connect_timeout_s,
         on_confirm=lambda: tools.confirm("button"),
     )
+    holder.append(appliance)
     control = ControlServer(settings.device.control_socket, _control_handler(appliance))
     board = Board(settings, bus=bus, handler=appliance)
     try:
         await speaker.open()
         await mic.open()
         board.open(asyncio.get_running_loop())
+        eye.start()
         await control.start()
         yield appliance
     finally:
         await control.stop()
         board.close()
+        await eye.close()
         await appliance.stop()
         await speaker.close()
         await mic.close()

@@ -240,6 +240,23 @@ class SnapshotSent(Event):
     encode_ms: float
 
 
+# Measurement.
+
+
+@dataclass(frozen=True, kw_only=True)
+class WireSent(Event):
+    """Something went out on the Live websocket, `waited_ms` after the device queued it.
+
+    Markers, tool responses and video are all published; audio chunks only as a sample (about
+    one a second), which is enough for the capture-to-wire metric without flooding the log.
+    """
+
+    kind: ClassVar[str] = "wire_sent"
+    session_id: str
+    what: str  # audio | video | activity_start | activity_end | audio_stream_end | tool_response
+    waited_ms: float
+
+
 Subscriber = Callable[[Event], None]
 
 

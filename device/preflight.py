@@ -83,8 +83,10 @@ def preflight(settings: Settings, *, check_devices: bool = True) -> Resolved:
         if key == "audio.input_wav" and not settings.path(wav).is_file():
             raise ConfigError(key, f"{settings.path(wav)} does not exist", "record or copy it")
     from device.panel.board import panel_settings
+    from device.vision.eye import camera_settings
 
     panel_settings(settings)
+    camera_settings(settings)
     if check_devices:
         _check_audio_devices(settings)
     return Resolved(api_key=api_key, inventory_token=token, instructions=instructions)

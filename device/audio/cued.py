@@ -40,7 +40,11 @@ class CuedWavSource(_Source):
 
     def cue(self) -> None:
         """Start saying the file now (restarting it if it was being said)."""
-        self._pending = bytearray(self._pcm)
+        self.say(self._pcm)
+
+    def say(self, pcm: bytes) -> None:
+        """Start saying `pcm` (16 kHz PCM16 mono) now, instead of whatever was being said."""
+        self._pending = bytearray(pcm)
         self._said = asyncio.Event()
 
     async def wait_said(self) -> None:

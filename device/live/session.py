@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from google.genai import errors, types
@@ -26,11 +26,14 @@ from device.events import (
     SessionStarted,
     Speaking,
     Transcript,
+    WireSent,
 )
 
 log = logging.getLogger(__name__)
 
 AUDIO_MIME = "audio/pcm;rate=16000"
+# One audio chunk in this many is reported as WireSent (about once a second at 20 ms chunks).
+WIRE_AUDIO_SAMPLE = 50
 # Close codes after which retrying cannot help (DESIGN §3): bad frame, policy/auth.
 FATAL_CLOSE_CODES = frozenset({1007, 1008})
 
@@ -60,6 +63,7 @@ Connector = Callable[[], contextlib.AbstractAsyncContextManager[LiveSessionLike]
 class Outgoing:
     kind: str  # audio | video | activity_start | activity_end | audio_stream_end | tool_response
     payload: Any = None
+    queued: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class Conversation:
         self.connected = asyncio.Event()
         self.model_speaking = False
         self.resumption_handle: str | None = None
+        self._audio_sent = 0
 
     # -- called by the appliance (never blocks) -------------------------------------------
 
@@ -208,6 +213,12 @@ class Conversation:
                 await session.send_realtime_input(audio_stream_end=True)
             elif item.kind == "tool_response":
                 await session.send_tool_response(function_responses=[item.payload])
+            self._audio_sent += item.kind == "audio"
+            if item.kind != "audio" or self._audio_sent % WIRE_AUDIO_SAMPLE == 1:
+                waited_ms = 1000 * (time.monotonic() - item.queued)
+                self._bus.publish(
+                    WireSent(session_id=self.session_id, what=item.kind, waited_ms=waited_ms)
+                )
 
     async def _receive_loop(self, session: LiveSessionLike) -> str:
         while True:

@@ -12,7 +12,7 @@ import pytest
 
 from device.appliance import Appliance
 from device.audio.sink import AudioSink, WavSink
-from device.audio.source import WavSource
+from device.audio.source import AudioSource, WavSource
 from device.config import REPO_CONFIG_DIR, Settings, settings_from_dict
 from device.events import Event, EventBus, State, StateChanged
 from device.live.connect import build_client, build_connect_config, read_instructions
@@ -55,9 +55,9 @@ class Rig:
     appliance: Appliance
     emulator: Emulator
     bus: EventBus
-    mic: WavSource
+    mic: AudioSource
     speaker: AudioSink
-    tools: RecordingTools
+    tools: Any
     event_log: EventLog
     states: list[State]
 
@@ -85,7 +85,7 @@ def live_settings(emulator: Emulator, tmp_path: Path, **live: Any) -> Settings:
     )
 
 
-def connector(settings: Settings, tools: RecordingTools) -> Callable[[str | None], Connector]:
+def connector(settings: Settings, tools: Any) -> Callable[[str | None], Connector]:
     client = build_client(settings, "test-key")
 
     def factory(handle: str | None) -> Connector:
@@ -114,6 +114,8 @@ async def rig_factory(
         speaker_speed: float = 20.0,
         mic_speed: float = 8.0,
         speaker: AudioSink | None = None,
+        mic: AudioSource | None = None,
+        tools: Callable[[EventBus], Any] | None = None,
         **live: Any,
     ) -> Rig:
         emulator = Emulator(scenario, workdir=workdir, api_key="test-key")
@@ -130,22 +132,22 @@ async def rig_factory(
         bus.subscribe(track)
         event_log = EventLog(tmp_path / "events.jsonl", device_id="test-01")
         bus.subscribe(event_log)
-        mic = WavSource(REQUEST_WAV, speed=mic_speed, tail_silence_s=None)
+        mic = mic or WavSource(REQUEST_WAV, speed=mic_speed, tail_silence_s=None)
         speaker = speaker or WavSink(tmp_path / "reply.wav", speed=speaker_speed)
         await speaker.open()
-        tools = RecordingTools()
+        made_tools = tools(bus) if tools is not None else RecordingTools()
         appliance = Appliance(
             bus=bus,
             mic=mic,
             speaker=speaker,
-            tools=tools,
-            connector=connector(settings, tools),
+            tools=made_tools,
+            connector=connector(settings, made_tools),
             model=settings.live.model,
             manual_turns=settings.live.turn_detection == "manual",
             idle_timeout_s=settings.live.idle_timeout_s,
             connect_timeout_s=settings.live.connect_timeout_s,
         )
-        rig = Rig(appliance, emulator, bus, mic, speaker, tools, event_log, states)
+        rig = Rig(appliance, emulator, bus, mic, speaker, made_tools, event_log, states)
         made.append(rig)
         return rig
 
