@@ -86,6 +86,8 @@ class Appliance:
         self._muted = False
         self._on_confirm = on_confirm
         self.status = Status()
+        # Extra sections of `snapshot()` (the status answer), e.g. "metrics": their getters.
+        self.status_sections: dict[str, Callable[[], Any]] = {}
         bus.subscribe(self._account)
 
     @property
@@ -265,4 +267,5 @@ class Appliance:
             "last_session": self.status.last_session,
             "last_error": self.status.last_error,
             "counters": vars(self.status.counters),
+            **{name: section() for name, section in self.status_sections.items()},
         }

@@ -66,6 +66,16 @@ def _print_status(answer: dict[str, object]) -> None:
         print(f"{key:>13}: {json.dumps(answer.get(key))}")
 
 
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from device.service.selftest import render, run_selftest
+
+    settings = load_settings(args.config)
+    only = ("camera",) if args.camera else tuple(args.only or ())
+    results = asyncio.run(run_selftest(settings, only))
+    print(render(results, args.json))
+    return 0 if all(r.ok for r in results) else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from device.demo.runner import run_demo
 
@@ -94,6 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(check)
     check.add_argument("--no-devices", action="store_true", help="skip the audio device check")
     check.set_defaults(func=cmd_config_check)
+
+    selftest = sub.add_parser(
+        "selftest", help="check mic, speaker, camera, GPIO, models, inventory API and Gemini"
+    )
+    _add_config(selftest)
+    selftest.add_argument("--json", action="store_true", help="machine-readable output")
+    selftest.add_argument(
+        "--camera", action="store_true", help="camera only: the hardware smoke test on a Pi"
+    )
+    selftest.add_argument(
+        "--only",
+        nargs="+",
+        choices=["mic", "speaker", "camera", "gpio", "wake", "inventory", "gemini"],
+        help="run only these checks",
+    )
+    selftest.set_defaults(func=cmd_selftest)
 
     for name, helptext in (
         ("ctl", "send press|release|confirm|hangup|status to the running daemon"),

@@ -144,6 +144,14 @@ class ToolSettings(_Section):
     confirm_words: list[str] = Field(default_factory=lambda: ["confirm", "confirmed", "correct"])
 
 
+class MetricsSettings(_Section):
+    enabled: bool = True
+    # host:port, or [v6]:port. Loopback by default: expose it further only on a trusted network.
+    address: str = Field(
+        "127.0.0.1:9464", pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"
+    )
+
+
 class Settings(_Section):
     device: DeviceSettings = DeviceSettings()
     live: LiveSettings = LiveSettings()
@@ -153,6 +161,7 @@ class Settings(_Section):
     leds: LedSettings = LedSettings()
     camera: CameraSettings = CameraSettings()
     tools: ToolSettings = ToolSettings()
+    metrics: MetricsSettings = MetricsSettings()
     # Directory of the file these settings came from; relative paths resolve against it.
     base_dir: Path = Field(default=REPO_CONFIG_DIR, exclude=True)
 

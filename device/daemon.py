@@ -25,6 +25,7 @@ from device.panel.board import Board
 from device.preflight import Resolved
 from device.service.control import ControlServer
 from device.service.eventlog import EventLog
+from device.service.metrics import start_metrics
 from device.service.notify import Notifier, status_subscriber, watchdog_task
 from device.tools.dispatcher import ToolDispatcher
 from device.tools.inventory_client import InventoryClient
@@ -139,6 +140,8 @@ async def assemble(
         on_confirm=lambda: tools.confirm("button"),
     )
     holder.append(appliance)
+    metrics = start_metrics(settings, bus, speaker)
+    appliance.status_sections["metrics"] = metrics.summary
     control = ControlServer(settings.device.control_socket, _control_handler(appliance))
     board = Board(settings, bus=bus, handler=appliance)
     try:
@@ -156,6 +159,7 @@ async def assemble(
         await speaker.close()
         await mic.close()
         await tools.aclose()
+        metrics.close()
         event_log.close()
 
 

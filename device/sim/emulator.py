@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -43,6 +44,7 @@ _PATH = re.compile(
     r"^/ws/google\.ai\.generativelanguage\.(?P<version>[^./]+)\.GenerativeService\."
     r"(?P<method>BidiGenerateContent(?:Constrained)?)$"
 )
+_MODEL_GET = re.compile(r"^/v1(?:alpha|beta)?/models/(?P<model>[A-Za-z0-9._-]+)$")
 _MAX_CLIENT_FRAME = 16 * 2**20
 _INVALID_KEY = "API key not valid. Please pass a valid API key."
 _SETUP_WAIT_S = 10.0
@@ -200,6 +202,9 @@ class Emulator:
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = "/" + urlsplit(request.path).path.lstrip("/")
+        model = _MODEL_GET.match(path)
+        if model is not None and "upgrade" not in request.headers.get("connection", "").lower():
+            return self._model_info(connection, request, model["model"])
         match = _PATH.match(path)
         if match is None:
             return connection.respond(
@@ -214,6 +219,23 @@ class Emulator:
                 "pin HttpOptions(api_version='v1beta')\n",
             )
         return None
+
+    def _model_info(self, connection: ServerConnection, request: Request, model: str) -> Response:
+        """`GET /v1beta/models/NAME`: how `selftest` checks a key without opening a session."""
+        key = (
+            self._presented_key(request)
+            or parse_qs(urlsplit(request.path).query).get("key", [None])[0]
+        )
+        if self.api_key is not None and key != self.api_key:
+            response = connection.respond(400, json.dumps({"error": {"message": _INVALID_KEY}}))
+        else:
+            body = {
+                "name": f"models/{model}",
+                "supportedGenerationMethods": ["bidiGenerateContent"],
+            }
+            response = connection.respond(200, json.dumps(body))
+        response.headers["Content-Type"] = "application/json"
+        return response
 
     @staticmethod
     def _presented_key(request: Request) -> str | None:

@@ -42,6 +42,18 @@ class FaultRecord:
     kind: str  # "interrupt", "close", "duplicate_tool_calls", "goaway", "goaway_deadline", ...
     turn: int | None
     detail: str = ""
+    # The connection's turn whose reply was in progress when the fault fired (goaway), if any.
+    during_turn: int | None = None
+
+
+@dataclass
+class Checkpoint:
+    """A resumption handle as issued: what state it names and which client messages it holds."""
+
+    handle: str
+    phase: str  # "idle" (between turns), "tools" (waiting for answers), "reply"
+    consumed_index: int  # last client message (setup = 0) included in the state
+    audio_samples: int  # input audio samples included in the state
 
 
 @dataclass
@@ -77,7 +89,13 @@ class ConnectionRecord:
     turns: list[TurnRecord] = field(default_factory=list)
     faults: list[FaultRecord] = field(default_factory=list)
     resumption_handle: str | None = None  # presented in setup
+    resumed_phase: str | None = None  # the phase the presented handle named
     handles_issued: list[str] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    # Ephemeral-token connections (the Constrained endpoint): the token and the setup in force
+    # once the token's locked fields were applied.
+    token: str | None = None
+    effective_setup: dict[str, Any] | None = None
     frames_received: int = 0
     frames_sent: int = 0
     close_code: int | None = None
@@ -125,6 +143,21 @@ class EmulatorRecord:
     @property
     def closed_connections(self) -> list[ConnectionRecord]:
         return [conn for conn in self.connections if conn.close_code is not None]
+
+    def session_audio(self) -> bytes:
+        """The input audio the session's state holds, across resumed connections.
+
+        Each connection contributes its audio up to the checkpoint the next connection resumed
+        from; audio after that point was never part of the session and must be sent again.
+        """
+        out = bytearray()
+        for conn, following in zip(self.connections, self.connections[1:], strict=False):
+            points = {c.handle: c for c in conn.checkpoints}
+            point = points.get(following.resumption_handle or "")
+            out += conn.audio[: 2 * point.audio_samples] if point else b""
+        if self.connections:
+            out += self.connections[-1].audio
+        return bytes(out)
 
 
 class Watch:

@@ -45,6 +45,12 @@ class TurnSpec(_Model):
     close_code: int | None = Field(default=None, ge=1000, le=4999)
     close_after_ms: int | None = Field(default=None, ge=0)
     duplicate_tool_calls: bool = False
+    # Faults around the tool round trip (see config/scenarios/README.md).
+    close_during_tool_call: int | None = Field(default=None, ge=1000, le=4999)
+    close_on_tool_response: int | None = Field(default=None, ge=1000, le=4999)
+    close_after_tool_response: int | None = Field(default=None, ge=1000, le=4999)
+    stall_after_tool_response: bool = False
+    cancel_tool_calls: bool = False
     audio_chunk_ms: int = Field(default=40, ge=5, le=2000)
     audio_jitter_ms: int = Field(default=0, ge=0, le=2000)
     audio_pace: float = Field(default=1.0, gt=0, le=1000)
@@ -57,6 +63,26 @@ class TurnSpec(_Model):
             raise ValueError(
                 f"close_code {self.close_code} is reserved and cannot be sent; use 1011 or 1000"
             )
+        tool_faults = [
+            name
+            for name in (
+                "close_during_tool_call",
+                "close_on_tool_response",
+                "close_after_tool_response",
+                "stall_after_tool_response",
+                "cancel_tool_calls",
+            )
+            if getattr(self, name) not in (None, False)
+        ]
+        if tool_faults and not self.tool_calls:
+            raise ValueError(f"{tool_faults[0]} needs tool_calls in the same turn")
+        for name in (
+            "close_during_tool_call",
+            "close_on_tool_response",
+            "close_after_tool_response",
+        ):
+            if getattr(self, name) in (1004, 1005, 1006, 1015):
+                raise ValueError(f"{name} {getattr(self, name)} is reserved; use 1011 or 1000")
         ids = [call.id for call in self.tool_calls]
         if len(set(ids)) != len(ids):
             raise ValueError(f"tool_calls ids must be unique within a turn, got {ids}")
@@ -75,7 +101,17 @@ class Scenario(_Model):
     goaway_after_s: float | None = Field(default=None, ge=0)
     goaway_time_left_s: float = Field(default=10.0, ge=0)
     goaway_close_code: int = Field(default=1011, ge=1000, le=4999)
+    # "audio": goaway_after_s and goaway_time_left_s count input audio. "wall": they count
+    # wall-clock seconds (divided by `speed`) from setupComplete, and timeLeft says so.
+    goaway_clock: Literal["audio", "wall"] = "audio"
     resumption: bool = True
+    # Also issue handles mid-turn: right after a toolCall (resuming waits for its answers) and
+    # once every answer was consumed (resuming plays the reply).
+    handles_during_tools: bool = False
+    # sessionResumptionUpdate carries lastConsumedClientMessageIndex.
+    report_consumed_index: bool = True
+    # A connection resumed while calls are open sends their toolCall again.
+    reannounce_tool_calls: bool = False
     tool_timeout_s: float = Field(default=10.0, gt=0)
     # "connection": each fresh connection starts at the first turn. "shared": fresh connections
     # continue where the previous one stopped, so one script can span several sessions.

@@ -3,14 +3,16 @@
 A conversation's position counts the turns it has used up. A fresh connection starts at 0 (or
 where the last connection stopped, with `progress = "shared"`); a connection that presents a
 resumption handle continues from the position the handle was issued at, which is how the
-service restores context after a reconnect.
+service restores context after a reconnect. A handle issued mid-turn (`handles_during_tools`)
+also names the phase: waiting for tool answers, or about to reply.
 """
 
 from __future__ import annotations
 
 import itertools
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from device.sim.scenario import Scenario, TurnSpec
 
@@ -19,7 +21,14 @@ _NO_FAULTS = {
     "close_code": None,
     "close_after_ms": None,
     "duplicate_tool_calls": False,
+    "close_during_tool_call": None,
+    "close_on_tool_response": None,
+    "close_after_tool_response": None,
+    "stall_after_tool_response": False,
+    "cancel_tool_calls": False,
 }
+
+Phase = Literal["idle", "tools", "reply"]
 
 
 def _has_fault(spec: TurnSpec) -> bool:
@@ -31,9 +40,20 @@ class UnknownHandle(Exception):
 
 
 @dataclass(frozen=True)
-class _Snapshot:
+class Start:
+    """Where a new connection begins: its session, position and (when resumed) phase."""
+
     session_id: str
     position: int
+    phase: Phase = "idle"
+    pending: tuple[str, ...] = ()  # call ids still unanswered in the "tools" phase
+    stale: bool = False  # resumed with a handle older than the session's newest
+
+
+@dataclass
+class _Session:
+    newest_handle: str | None = None
+    answered: set[str] = field(default_factory=set)
 
 
 class Script:
@@ -42,20 +62,34 @@ class Script:
             raise ValueError("Script needs one rendered reply per scenario turn")
         self.scenario = scenario
         self.audio = audio
-        self._handles: dict[str, _Snapshot] = {}
+        self._handles: dict[str, Start] = {}
+        self._sessions: dict[str, _Session] = {}
         self._shared_position = 0
         self._counter = itertools.count(1)
         self._faulted: set[int] = set()
 
-    def begin(self, handle: str | None) -> tuple[str, int]:
-        """Session id and starting position for a new connection."""
+    def begin(self, handle: str | None) -> Start:
+        """Session, position and phase for a new connection."""
         if handle:
             snapshot = self._handles.get(handle)
             if snapshot is None:
                 raise UnknownHandle(handle)
-            return snapshot.session_id, snapshot.position
+            newest = self._sessions[snapshot.session_id].newest_handle
+            return Start(
+                snapshot.session_id,
+                snapshot.position,
+                snapshot.phase,
+                snapshot.pending,
+                stale=handle != newest,
+            )
         start = self._shared_position if self.scenario.progress == "shared" else 0
-        return secrets.token_hex(6), start
+        session_id = secrets.token_hex(6)
+        self._sessions[session_id] = _Session()
+        return Start(session_id, start)
+
+    def answered(self, session_id: str) -> set[str]:
+        """Tool-call ids whose answers this session has consumed, across its connections."""
+        return self._sessions.setdefault(session_id, _Session()).answered
 
     def turn_index(self, position: int) -> int | None:
         """The scenario turn played at `position`, or None once a non-looping script ran out."""
@@ -82,7 +116,14 @@ class Script:
         """A connection has used up every turn before `position`."""
         self._shared_position = max(self._shared_position, position)
 
-    def issue_handle(self, session_id: str, position: int) -> str:
+    def issue_handle(
+        self,
+        session_id: str,
+        position: int,
+        phase: Phase = "idle",
+        pending: tuple[str, ...] = (),
+    ) -> str:
         handle = f"{session_id}-{next(self._counter)}"
-        self._handles[handle] = _Snapshot(session_id, position)
+        self._handles[handle] = Start(session_id, position, phase, pending)
+        self._sessions.setdefault(session_id, _Session()).newest_handle = handle
         return handle

@@ -17,13 +17,14 @@ from device.sim import wire
 from device.sim.record import TurnRecord
 from device.sim.reply_audio import OUTPUT_RATE
 from device.sim.scenario import Scenario, TurnSpec
+from device.sim.script import Phase
 
 # Audio token rate the service bills for speech; used for the usageMetadata figures.
 AUDIO_TOKENS_PER_S = 32
 INPUT_WORDS_PER_PIECE = 3
 
 Outcome = Literal["complete", "interrupted", "closed"]
-ToolWait = Literal["answered", "interrupted", "timeout"]
+ToolWait = Literal["answered", "interrupted", "timeout", "closed"]
 
 
 class TurnChannel(Protocol):
@@ -47,7 +48,15 @@ class TurnChannel(Protocol):
 
     def prompt_tokens(self, turn: TurnRecord) -> int: ...
 
-    async def wait_tool_responses(self, ids: set[str], turn: int, timeout_s: float) -> ToolWait: ...
+    def expect_tool_responses(self, ids: set[str], turn: int, lose_with: int | None) -> None:
+        """From now on, answers to `ids` belong to connection turn `turn`. With `lose_with`,
+        the first answer is lost instead: the socket closes with that code unread."""
+
+    async def wait_tool_responses(self, timeout_s: float) -> ToolWait:
+        """Until every expected id was answered, the user barged in, or `timeout_s` passed."""
+
+    def checkpoint(self, phase: Phase, pending: tuple[str, ...] = ()) -> None:
+        """Issue a mid-turn resumption handle (when the scenario asks for them)."""
 
 
 async def _pause(channel: TurnChannel, seconds: float) -> bool:
@@ -59,6 +68,63 @@ async def _pause(channel: TurnChannel, seconds: float) -> bool:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(channel.barge_in.wait(), seconds)
     return channel.barge_in.is_set()
+
+
+async def _tool_round_trip(
+    channel: TurnChannel,
+    spec: TurnSpec,
+    record: TurnRecord,
+    turn_no: int,
+    start: Phase,
+    pending: tuple[str, ...],
+) -> Outcome | None:
+    """Call the tools and wait for their answers; an outcome if the turn ends here."""
+    calls: list[dict[str, object]] = [
+        {"id": call.id, "name": call.name, "args": dict(call.args)}
+        for call in spec.tool_calls
+        if start == "idle" or call.id in pending
+    ]
+    ids = {str(call["id"]) for call in calls}
+    if start == "idle" or channel.scenario.reannounce_tool_calls:
+        copies = 2 if spec.duplicate_tool_calls and start == "idle" else 1
+        for _ in range(copies):
+            channel.send(wire.tool_call(calls))
+            record.tool_calls_sent.extend(calls)
+        if copies == 2:
+            channel.fault("duplicate_tool_calls", turn_no, ",".join(sorted(ids)))
+    if start == "idle":
+        channel.expect_tool_responses(ids, turn_no, spec.close_on_tool_response)
+        channel.checkpoint("tools", tuple(sorted(ids)))
+    if spec.close_during_tool_call is not None:
+        code = spec.close_during_tool_call
+        channel.fault("close_during_tool_call", turn_no, f"code {code}")
+        channel.close(code, _close_reason(code))
+        return "closed"
+    result = await channel.wait_tool_responses(channel.scenario.tool_timeout_s)
+    if result == "closed":
+        return "closed"
+    if result != "answered":
+        answered = {r.id for r in record.tool_responses}
+        missing = sorted(ids - answered)
+        channel.send(wire.tool_call_cancellation(missing))
+        if result == "interrupted":
+            return "interrupted"
+        channel.fault("tool_timeout", turn_no, ",".join(missing))
+        return None
+    channel.checkpoint("reply")
+    if spec.close_after_tool_response is not None:
+        code = spec.close_after_tool_response
+        channel.fault("close_after_tool_response", turn_no, f"code {code}")
+        channel.close(code, _close_reason(code))
+        return "closed"
+    if spec.cancel_tool_calls:
+        channel.fault("cancel_tool_calls", turn_no, ",".join(sorted(ids)))
+        channel.send(wire.tool_call_cancellation(sorted(ids)))
+    if spec.stall_after_tool_response:
+        channel.fault("stall_after_tool_response", turn_no)
+        # The model never speaks again on this connection; only the client leaving ends it.
+        await asyncio.Event().wait()
+    return None
 
 
 def _close_reason(code: int) -> str:
@@ -74,7 +140,12 @@ async def play_turn(
     record: TurnRecord,
     turn_no: int,
     scenario_turn: int,
+    *,
+    start: Phase = "idle",
+    pending: tuple[str, ...] = (),
 ) -> Outcome:
+    """Play one turn. A resumed connection starts it part-way: `start = "tools"` waits for
+    the answers to `pending` (already expected by the connection), `"reply"` only replies."""
     scenario = channel.scenario
 
     def mark_finished() -> None:
@@ -86,7 +157,7 @@ async def play_turn(
         channel.send(wire.server_content(turn_complete=True), mark_finished)
         return "interrupted"
 
-    if channel.wants_input_transcription and spec.user_transcript:
+    if start == "idle" and channel.wants_input_transcription and spec.user_transcript:
         for piece in wire.transcript_pieces(spec.user_transcript, INPUT_WORDS_PER_PIECE):
 
             def add_input(piece: str = piece) -> None:
@@ -94,25 +165,10 @@ async def play_turn(
 
             channel.send(wire.server_content(input_text=piece), add_input)
 
-    if spec.tool_calls:
-        calls: list[dict[str, object]] = [
-            {"id": call.id, "name": call.name, "args": dict(call.args)} for call in spec.tool_calls
-        ]
-        copies = 2 if spec.duplicate_tool_calls else 1
-        for _ in range(copies):
-            channel.send(wire.tool_call(calls))
-            record.tool_calls_sent.extend(calls)
-        if spec.duplicate_tool_calls:
-            channel.fault("duplicate_tool_calls", turn_no, ",".join(c.id for c in spec.tool_calls))
-        ids = {call.id for call in spec.tool_calls}
-        result = await channel.wait_tool_responses(ids, turn_no, scenario.tool_timeout_s)
-        if result != "answered":
-            answered = {r.id for r in record.tool_responses}
-            missing = sorted(ids - answered)
-            channel.send(wire.tool_call_cancellation(missing))
-            if result == "interrupted":
-                return interrupted()
-            channel.fault("tool_timeout", turn_no, ",".join(missing))
+    if spec.tool_calls and start != "reply":
+        outcome = await _tool_round_trip(channel, spec, record, turn_no, start, pending)
+        if outcome is not None:
+            return interrupted() if outcome == "interrupted" else outcome
 
     if await _pause(channel, spec.reply_delay_ms / 1000 / scenario.speed):
         return interrupted()

@@ -155,8 +155,14 @@ def go_away(time_left_s: float) -> dict[str, Any]:
     return {"goAway": {"timeLeft": duration(time_left_s)}}
 
 
-def resumption_update(handle: str, *, resumable: bool = True) -> dict[str, Any]:
-    return {"sessionResumptionUpdate": {"newHandle": handle, "resumable": resumable}}
+def resumption_update(
+    handle: str, *, resumable: bool = True, consumed_index: int | None = None
+) -> dict[str, Any]:
+    update: dict[str, Any] = {"newHandle": handle, "resumable": resumable}
+    if consumed_index is not None:
+        # An int64 in proto3 JSON is a string, as the service writes it.
+        update["lastConsumedClientMessageIndex"] = str(consumed_index)
+    return {"sessionResumptionUpdate": update}
 
 
 def usage_metadata(prompt_tokens: int, response_tokens: int) -> dict[str, Any]:
