@@ -1,4 +1,7 @@
-"""The demo's live view: one line per event, coloured by state when stdout is a terminal."""
+"""The demo's live view: one line per event, the LED in its own colour when on a terminal.
+
+With no terminal (CI, a pipe) it prints the same lines without escape codes.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +10,23 @@ import time
 from typing import TextIO
 
 from device.events import (
+    ButtonEvent,
+    ConfirmationRequested,
     ErrorRaised,
     Event,
     Interrupted,
+    PanelStateChanged,
     SessionEnded,
     SessionStarted,
-    State,
+    Speaking,
     StateChanged,
     ToolCalled,
     ToolFinished,
     Transcript,
 )
+from device.panel.patterns import DEFAULT_PATTERNS
+from device.panel.state import PanelState
 
-_COLOURS = {
-    State.IDLE: "\033[2m",
-    State.LISTENING: "\033[1;36m",
-    State.CONNECTING: "\033[33m",
-    State.CONVERSING: "\033[1;32m",
-    State.CLOSING: "\033[35m",
-    State.ERROR: "\033[1;31m",
-    State.OFFLINE: "\033[31m",
-}
 _RESET = "\033[0m"
 
 
@@ -36,6 +35,8 @@ class Display:
         self._out = out
         self._colour = out.isatty() if colour is None else colour
         self._t0 = time.monotonic()
+        self._released_at: float | None = None
+        self.turn_latencies_ms: list[float] = []
 
     def __call__(self, event: Event) -> None:
         line = self._describe(event)
@@ -43,26 +44,44 @@ class Display:
             self._out.write(f"{event.mono - self._t0:7.2f}s  {line}\n")
             self._out.flush()
 
-    def _paint(self, state: State, text: str) -> str:
-        return f"{_COLOURS[state]}{text}{_RESET}" if self._colour else text
+    def _led(self, state: str) -> str:
+        text = f"LED {state.replace('_', ' ')}"
+        if not self._colour:
+            return f"[{text}]"
+        red, green, blue = (round(c * 255) for c in DEFAULT_PATTERNS[PanelState(state)].color)
+        return f"\033[1;38;2;{red};{green};{blue}m● {text}{_RESET}"
 
     def _describe(self, event: Event) -> str | None:
         if isinstance(event, StateChanged):
-            led = self._paint(event.state, f"● {event.state.value.upper():<10}")
-            return f"{led} {event.reason}".rstrip()
+            return f"state {event.state.value:<10} {event.reason}".rstrip()
+        if isinstance(event, PanelStateChanged):
+            return "  " + self._led(event.state)
+        if isinstance(event, ButtonEvent):
+            if event.action == "release":
+                self._released_at = event.mono
+            return f"  button {event.action} ({event.source})"
+        if isinstance(event, Speaking) and event.started and self._released_at is not None:
+            # The worker's side of the round trip: button up to the first reply audio played.
+            latency = (event.mono - self._released_at) * 1000
+            self._released_at = None
+            self.turn_latencies_ms.append(latency)
+            return f"  reply started {latency:.0f} ms after the worker stopped"
         if isinstance(event, Transcript):
             who = "worker" if event.role == "user" else "device"
             return f'  {who:>6} > "{event.text}"'
         if isinstance(event, ToolCalled):
             args = ", ".join(f"{k}={v!r}" for k, v in event.args.items())
-            return f"  tool   → {event.name}({args})"
+            return f"  tool   -> {event.name}({args})"
         if isinstance(event, ToolFinished):
             said = event.result.get("speakable", "")
-            return f"  tool   ← {event.name}: {event.status} ({event.latency_ms:.0f} ms) {said}"
+            return f"  tool   <- {event.status} in {event.latency_ms:.0f} ms: {said}"
+        if isinstance(event, ConfirmationRequested):
+            return f"  waiting for the worker to confirm {event.tool}"
         if isinstance(event, Interrupted):
             return f"  reply interrupted ({event.source})"
         if isinstance(event, SessionStarted):
-            return f"  session {event.session_id} open ({event.model})"
+            resumed = " (resumed)" if event.resumed else ""
+            return f"  session {event.session_id} open{resumed}"
         if isinstance(event, SessionEnded):
             return f"  session {event.session_id} closed: {event.reason}"
         if isinstance(event, ErrorRaised):

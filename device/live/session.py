@@ -112,6 +112,8 @@ class Conversation:
         self._model_text: list[str] = []
         self.connected = asyncio.Event()
         self.model_speaking = False
+        self._cutting_reply = False
+        self._reply_streaming = False  # the service is still sending the current reply
         self.resumption_handle: str | None = None
         self._audio_sent = 0
 
@@ -134,6 +136,13 @@ class Conversation:
 
     def interrupt(self, source: str) -> None:
         """Stop the reply now (a button press while the device speaks)."""
+        if source == "server" and self._cutting_reply:
+            # The service confirms a barge-in the device already acted on.
+            self._cutting_reply = False
+            return
+        # Audio of the cut-off reply still in flight must not play: drop it until the service
+        # says the reply is over (interrupted or turnComplete).
+        self._cutting_reply = source != "server" and self._reply_streaming
         dropped = self._speaker.flush()
         if self.model_speaking:
             self._bus.publish(Speaking(started=False))
@@ -262,10 +271,14 @@ class Conversation:
             self._user_text.append(content.input_transcription.text)
         if content.interrupted:
             self.interrupt("server")
+            self._reply_streaming = False
         # One event can carry several parts (audio and text); handle every one of them.
         if content.model_turn is not None:
             for part in content.model_turn.parts or []:
                 blob = part.inline_data
+                self._reply_streaming = True
+                if self._cutting_reply:
+                    continue
                 if blob is not None and blob.data and (blob.mime_type or "").startswith("audio/"):
                     if not self.model_speaking:
                         self._flush_transcript("user")
@@ -276,6 +289,7 @@ class Conversation:
         if content.output_transcription is not None and content.output_transcription.text:
             self._model_text.append(content.output_transcription.text)
         if content.turn_complete:
+            self._cutting_reply = self._reply_streaming = False
             if self.model_speaking:
                 self._watch_playback_end()
             self.model_speaking = False

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import zxingcpp
 from PIL import Image, ImageFilter
 
@@ -22,11 +23,13 @@ from device.vision.eye import Eye
 CODE = "A-12-03/104417"
 
 
-def label_frame(text: str, seed: int) -> Image.Image:
-    """A Code 128 label, turned and blurred, on a noisy 1280x720 aisle scene."""
+def label_frame(
+    text: str, seed: int, fmt: zxingcpp.BarcodeFormat = zxingcpp.BarcodeFormat.Code128
+) -> Image.Image:
+    """A barcode label, turned and blurred, on a noisy 1280x720 aisle scene."""
     rng = np.random.default_rng(seed)
     scene = Image.fromarray(rng.normal(110, 35, (720, 1280, 3)).clip(0, 255).astype(np.uint8))
-    code = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.Code128)
+    code = zxingcpp.create_barcode(text, fmt)
     symbol = Image.fromarray(np.asarray(zxingcpp.write_barcode_to_image(code, scale=4)))
     card = Image.new("RGB", (symbol.width + 40, symbol.height + 40), (235, 235, 225))
     card.paste(symbol.convert("RGB"), (20, 20))
@@ -60,19 +63,9 @@ async def test_snapshots_only_while_talking_and_a_scan_reads_the_exact_code(
     settings = settings_from_dict(
         {"camera": {"backend": "directory", "directory": str(images), "fps": 4.0}}
     )
-    eyes: list[Eye] = []
-
-    def tools(bus: EventBus) -> ToolSet:
-        dispatcher = ToolDispatcher(
-            bus=bus, client=InventoryClient("http://127.0.0.1:9/api/v1", "unused"), enabled=[]
-        )
-        toolset = ToolSet(dispatcher, bus=bus, timeout_s=10.0)
-        eye = Eye(settings, bus=bus, conversation=lambda: rig_ref[0].appliance.conversation)
-        eyes.append(eye)
-        toolset.add(eye.tools.declarations(), eye.tools.handlers())
-        return toolset
-
     rig_ref: list[Any] = []
+    eyes: list[Eye] = []
+    tools = camera_tools(settings, eyes, rig_ref)
     # The worker talks in real time here, so the snapshot rate is measured against the audio.
     rig = await rig_factory(scan_scenario(), tools=tools, mic_speed=1.0)
     rig_ref.append(rig)
@@ -96,7 +89,24 @@ async def test_snapshots_only_while_talking_and_a_scan_reads_the_exact_code(
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
         await eye.close()
+    check_frames_and_scan(rig, CODE)
 
+
+def camera_tools(settings: Any, eyes: list[Eye], rig_ref: list[Any]) -> Any:
+    def tools(bus: EventBus) -> ToolSet:
+        dispatcher = ToolDispatcher(
+            bus=bus, client=InventoryClient("http://127.0.0.1:9/api/v1", "unused"), enabled=[]
+        )
+        toolset = ToolSet(dispatcher, bus=bus, timeout_s=10.0)
+        eye = Eye(settings, bus=bus, conversation=lambda: rig_ref[0].appliance.conversation)
+        eyes.append(eye)
+        toolset.add(eye.tools.declarations(), eye.tools.handlers())
+        return toolset
+
+    return tools
+
+
+def check_frames_and_scan(rig: Any, code: str) -> None:
     conn = rig.emulator.record.connections[0]
     frames = conn.video_frames
     talking_frames = [f for f in frames if f.sample <= _marker(conn, "audio_stream_end")]
@@ -115,7 +125,37 @@ async def test_snapshots_only_while_talking_and_a_scan_reads_the_exact_code(
     answer = rig.emulator.record.tool_responses[0]
     assert answer.id == "scan-1"
     assert answer.response["status"] == "ok"
-    assert [c["text"] for c in answer.response["codes"]] == [CODE]
+    assert [c["text"] for c in answer.response["codes"]] == [code]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "code"),
+    [(zxingcpp.BarcodeFormat.EAN13, "4006381333931"), (zxingcpp.BarcodeFormat.QRCode, CODE)],
+)
+async def test_scan_reads_ean13_and_qr_through_the_session(
+    rig_factory, tmp_path: Path, fmt: zxingcpp.BarcodeFormat, code: str
+) -> None:  # type: ignore[no-untyped-def]
+    images = tmp_path / "images"
+    images.mkdir()
+    label_frame(code, seed=5, fmt=fmt).save(images / "frame.png")
+    settings = settings_from_dict({"camera": {"backend": "directory", "directory": str(images)}})
+    rig_ref: list[Any] = []
+    eyes: list[Eye] = []
+    rig = await rig_factory(scan_scenario(), tools=camera_tools(settings, eyes, rig_ref))
+    rig_ref.append(rig)
+    runner = asyncio.create_task(rig.appliance.run())
+    try:
+        rig.appliance.press("gpio")
+        await rig.emulator.wait_for_turns(1, timeout_s=30)
+        rig.appliance.release("gpio")
+        await rig.wait_until_idle_after_session()
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await eyes[0].close()
+    answer = rig.emulator.record.tool_responses[0]
+    assert answer.response["status"] == "ok", answer.response
+    assert [c["text"] for c in answer.response["codes"]] == [code]
 
 
 def _marker(conn: Any, kind: str) -> int:
