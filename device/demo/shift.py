@@ -24,7 +24,7 @@ from device.sim.speech import synthesize
 
 SHIFT_FILE = REPO_CONFIG_DIR / "demo" / "shift.toml"
 SCENARIO_FILE = REPO_CONFIG_DIR / "scenarios" / "demo-shift.toml"
-DIGIT_WORDS = "zero one two three four five six seven eight nine".split()
+DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 class Step(BaseModel):
