@@ -9,20 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from device.config import ConfigError, Settings, read_secret
+from device.tools.declarations import WAREHOUSE_TOOLS
 
-KNOWN_TOOLS = frozenset(
-    {
-        "find_item",
-        "get_stock",
-        "move_stock",
-        "record_count",
-        "report_damage",
-        "get_next_pick",
-        "verify_location",
-        "confirm_pick",
-        "handoff_to_human",
-    }
-)
+KNOWN_TOOLS = frozenset(WAREHOUSE_TOOLS)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import wave
 from pathlib import Path
+from typing import Any
 
 from device.audio.sink import PyAudioSink
 from device.audio.wavio import read_wav
@@ -17,13 +18,8 @@ from device.sim.scenario import load_scenario
 REQUEST_WAV = REPO_CONFIG_DIR / "demo" / "where-is-sku.wav"
 
 
-def wav_frames(path: Path) -> bytes:
-    with wave.open(str(path), "rb") as wav:
-        return wav.readframes(wav.getnframes())
-
-
-async def test_one_turn_end_to_end(rig_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    rig = await rig_factory(load_scenario("where-is-sku"))
+async def talk_one_turn(rig: Any) -> None:
+    """Hold the talk button through one turn, then let the session close."""
     runner = asyncio.create_task(rig.appliance.run())
     await asyncio.sleep(0)
     rig.appliance.press("gpio")
@@ -33,6 +29,16 @@ async def test_one_turn_end_to_end(rig_factory, tmp_path: Path) -> None:  # type
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
     rig.event_log.close()
+
+
+def wav_frames(path: Path) -> bytes:
+    with wave.open(str(path), "rb") as wav:
+        return wav.readframes(wav.getnframes())
+
+
+async def test_one_turn_end_to_end(rig_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rig = await rig_factory(load_scenario("where-is-sku"))
+    await talk_one_turn(rig)
 
     conn = rig.emulator.record.connections[0]
     # The PCM the worker spoke arrived at the emulator, bit for bit, before the silence.
@@ -66,15 +72,7 @@ async def test_interrupted_reply_stops_at_the_speaker(rig_factory, tmp_path: Pat
     turn = base.turns[0].model_copy(update={"interrupt_after_ms": 1500})
     scenario = base.model_copy(update={"speed": 50.0, "turns": [turn]})
     rig = await rig_factory(scenario, speaker_speed=1.0)
-    runner = asyncio.create_task(rig.appliance.run())
-    await asyncio.sleep(0)
-    rig.appliance.press("gpio")
-    await rig.emulator.wait_for_turns(1, timeout_s=30)
-    rig.appliance.release("gpio")
-    await rig.wait_until_idle_after_session()
-    runner.cancel()
-    await asyncio.gather(runner, return_exceptions=True)
-    rig.event_log.close()
+    await talk_one_turn(rig)
 
     sent = rig.emulator.record.reply_pcm[0]
     assert rig.emulator.record.turns[0].interrupted
@@ -90,14 +88,7 @@ async def test_reply_through_real_pyaudio_on_virtual_alsa(rig_factory, tmp_path:
     """The same turn, played by PyAudio into ALSA's file-backed `vspk` device."""
     with virtual_alsa(tmp_path / "alsa") as alsa:
         rig = await rig_factory(load_scenario("where-is-sku"), speaker=PyAudioSink("vspk"))
-        runner = asyncio.create_task(rig.appliance.run())
-        await asyncio.sleep(0)
-        rig.appliance.press("gpio")
-        await rig.emulator.wait_for_turns(1, timeout_s=30)
-        rig.appliance.release("gpio")
-        await rig.wait_until_idle_after_session()
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        await talk_one_turn(rig)
         await rig.speaker.close()
         played = alsa.played(24_000, 1)
     sent = rig.emulator.record.reply_pcm[0]
