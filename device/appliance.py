@@ -12,10 +12,12 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from device.audio import CAPTURE_RATE, SAMPLE_WIDTH
+from device.audio.capture import Capture, CaptureLost, CaptureRestored
 from device.audio.sink import AudioSink
 from device.audio.source import AudioSource
 from device.events import (
@@ -30,10 +32,12 @@ from device.events import (
     ToolFinished,
 )
 from device.live.session import Connector, Conversation, ToolRunner
+from device.wake.detector import WakeHit
 
 log = logging.getLogger(__name__)
 
 ConnectorFactory = Callable[[str | None], Connector]
+Companion = Callable[[], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -175,19 +179,112 @@ class Appliance:
     # -- tasks ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Feed the microphone into the open conversation until cancelled."""
+        """Feed the microphone into the open conversation until cancelled.
+
+        Capture goes through one `Capture` (made here if `use_capture` gave none), which also
+        feeds the wake listener and keeps the pre-roll; the companions run alongside."""
+        capture = self._capture
+        if capture is None:
+            capture = self._capture = Capture(self._mic, bus=self.bus)
         if self._conversation is None:
             self._set(State.IDLE, "started")
+        unfollow = self.bus.subscribe(self._follow_capture)
+        companions = [
+            asyncio.create_task(run(), name="capture-companion") for run in self._companions
+        ]
+        for task in companions:
+            task.add_done_callback(self._companion_done)
         try:
-            async for chunk in self._mic.chunks():
+            async for frame in capture.frames():
                 conversation = self._conversation
-                if conversation is not None and (self._talking or self._open_mic):
-                    conversation.send_audio(chunk)
-                    if self._talking:
-                        # A held talk button is speech: the session must not idle out.
-                        conversation.touch()
+                if conversation is None or not (self._talking or self._open_mic):
+                    continue
+                if self._holding_for is conversation or frame.start < self._send_from:
+                    continue  # waiting for the wake word's end, or already sent as pre-roll
+                conversation.send_audio(frame.pcm)
+                if self._talking:
+                    # A held talk button is speech: the session must not idle out.
+                    conversation.touch()
         finally:
+            unfollow()
+            for task in companions:
+                task.cancel()
+            await asyncio.gather(*companions, return_exceptions=True)
             await self.stop()
+
+    # -- the capture stream and the wake word ------------------------------------------------
+
+    # Set by `use_capture` and the wake path; class defaults so `__init__` stays as it is.
+    _capture: Capture | None = None
+    _companions: tuple[Companion, ...] = ()
+    _holding_for: Conversation | None = None  # its audio waits for the wake word's end
+    _send_from = 0  # capture offset from which frames go to the conversation
+    _capture_lost = False
+
+    def use_capture(self, capture: Capture, *companions: Companion) -> None:
+        """Capture through `capture` (pre-roll, echo stage, reopening a lost microphone) and
+        run `companions` (the wake listener) alongside the capture loop while `run()` runs."""
+        self._capture = capture
+        self._companions = companions
+
+    def wake(self, hit: WakeHit) -> None:
+        """The wake word was heard: open a hands-free conversation at once. What the worker
+        says next waits in the pre-roll until `wake_ended` says where the wake word stopped."""
+        if self._muted:
+            return
+        if self._conversation is not None:
+            if self.speaking:
+                self.interrupt("wake")  # the wake word over a reply is a barge-in
+            return
+        self._open_mic = True
+        self._send_from = hit.end_sample
+        self._start_session()
+        self._holding_for = self._conversation
+
+    def wake_ended(self, end_sample: int) -> None:
+        """The wake word ended at capture offset `end_sample`: send everything after it, in
+        order, then let live audio follow."""
+        conversation, capture = self._holding_for, self._capture
+        self._holding_for = None
+        if conversation is None or capture is None or conversation is not self._conversation:
+            return
+        kept = capture.since(end_sample)
+        if kept.start > end_sample:
+            log.warning(
+                "pre-roll too short: %d ms after the wake word were lost (raise audio.preroll_s)",
+                1000 * (kept.start - end_sample) // CAPTURE_RATE,
+            )
+        step = CAPTURE_RATE // 50 * SAMPLE_WIDTH  # 20 ms pieces, as the microphone sends them
+        for offset in range(0, len(kept.pcm), step):
+            conversation.send_audio(kept.pcm[offset : offset + step])
+        self._send_from = kept.end
+
+    def _follow_capture(self, event: Event) -> None:
+        # State changes are deferred a step so they never land inside another one's publish.
+        loop = asyncio.get_running_loop()
+        if isinstance(event, CaptureLost):
+            self._capture_lost = True
+            loop.call_soon(self._show_capture, f"microphone lost: {event.reason}")
+        elif isinstance(event, CaptureRestored):
+            self._capture_lost = False
+            loop.call_soon(self._show_capture, "microphone is back")
+        elif isinstance(event, StateChanged) and event.state == State.IDLE and self._capture_lost:
+            loop.call_soon(self._show_capture, "microphone still lost")
+
+    def _show_capture(self, reason: str) -> None:
+        if self._conversation is not None:
+            return  # the session's own states show meanwhile; its end brings this back
+        if self._capture_lost and self._state != State.ERROR:
+            self._set(State.ERROR, reason)
+        elif not self._capture_lost and self._state == State.ERROR:
+            self._set(State.IDLE, reason)
+
+    def _companion_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("%s stopped: %r", task.get_name(), exc)
+        self.bus.publish(ErrorRaised(where="wake", message=f"wake word stopped: {exc}"))
 
     async def stop(self) -> None:
         self.hang_up("shutting down")
@@ -218,22 +315,55 @@ class Appliance:
 
     async def _converse(self, conversation: Conversation) -> None:
         self._set(State.CONNECTING, conversation.session_id)
-        run = asyncio.create_task(conversation.run(), name="conversation")
-        connected = asyncio.create_task(conversation.connected.wait())
-        await asyncio.wait({run, connected}, return_when=asyncio.FIRST_COMPLETED)
-        connected.cancel()
-        if conversation.connected.is_set():
-            self._set(State.CONVERSING, conversation.session_id)
+
+        def show(state: State, reason: str) -> None:
+            if self._conversation is conversation and self._state != state:
+                self._set(state, reason)
+
+        def follow(event: Event) -> None:
+            # A lost link shows as connecting while it resumes, then conversing again; like
+            # the capture's, the change waits a step so it never lands inside this publish.
+            loop = asyncio.get_running_loop()
+            if isinstance(event, SessionStarted) and event.session_id == conversation.session_id:
+                loop.call_soon(show, State.CONVERSING, conversation.session_id)
+            elif isinstance(event, ErrorRaised) and event.where == "live.link":
+                loop.call_soon(show, State.CONNECTING, f"reconnecting: {event.message}")
+
+        unfollow = self.bus.subscribe(follow)
         try:
-            outcome = await run
+            outcome = await conversation.run()
         finally:
+            unfollow()
             self._conversation = None
             self._talking = self._open_mic = False
         self._set(State.CLOSING, outcome.reason)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5.0):
                 await self._speaker.drain()
-        self._set(State.ERROR if outcome.error else State.IDLE, outcome.reason)
+        if outcome.offline:
+            self._set(State.OFFLINE, outcome.reason)
+            await conversation.play_cue("offline")
+            await self._await_network(conversation)
+        elif outcome.error:
+            # A fatal error stays: the session is over until the worker starts a new one.
+            self._set(State.ERROR, outcome.reason)
+            await conversation.play_cue("denied" if outcome.denied else "error")
+        else:
+            self._set(State.IDLE, outcome.reason)
+
+    async def _await_network(self, conversation: Conversation) -> None:
+        """Probe the Live endpoint with backoff until it answers, then show idle again. A
+        press meanwhile starts a new attempt at once (and ends this wait)."""
+        delay, cap = conversation.policy.reconnect_base_s, conversation.policy.offline_probe_max_s
+        while self._state == State.OFFLINE and self._conversation is None:
+            reachable = await conversation.probe()
+            if reachable is None:
+                return  # the connector cannot probe: the next attempt will tell
+            if reachable and self._state == State.OFFLINE and self._conversation is None:
+                self._set(State.IDLE, "the Live endpoint is reachable again")
+                return
+            await asyncio.sleep(delay)
+            delay = min(cap, delay * 2)
 
     def _set(self, state: State, reason: str = "") -> None:
         previous, self._state = self._state, state

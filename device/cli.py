@@ -62,7 +62,8 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
 
 def _print_status(answer: dict[str, object]) -> None:
-    for key in ("state", "uptime_s", "session", "last_session", "last_error", "counters"):
+    keys = ("state", "uptime_s", "session", "last_session", "last_error", "counters", "metrics")
+    for key in keys:
         print(f"{key:>13}: {json.dumps(answer.get(key))}")
 
 
@@ -141,11 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_plugins(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Subcommands owned by other packages: the emulator, the inventory API, the models."""
+    from device.bench import cli as bench_cli
+    from device.broker import cli as broker_cli
     from device.inventory import cli as inventory_cli
     from device.sim import cli as sim_cli
     from device.wake import cli as wake_cli
 
-    for module in (sim_cli, inventory_cli, wake_cli):
+    for module in (sim_cli, inventory_cli, wake_cli, bench_cli, broker_cli):
         module.add_parser(sub)
     # The emulator and inventory parsers leave dispatch to us; models sets its own.
     for name, module in (("emulator", sim_cli), ("inventory", inventory_cli)):

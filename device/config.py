@@ -9,11 +9,19 @@ the environment or a credential file (systemd `LoadCredential`). Any problem bec
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 EX_CONFIG = 78
 DEFAULT_CONFIG_PATH = Path("/etc/warehouse-voice/config.toml")
@@ -66,6 +74,32 @@ class LiveSettings(_Section):
     context_compression: bool = True
     connect_timeout_s: PositiveFloat = 10.0
     idle_timeout_s: PositiveFloat = 20.0
+    max_session_s: float = Field(0.0, ge=0)
+    goaway_margin_s: float = Field(2.0, ge=0, le=60)
+    reconnect_base_s: PositiveFloat = 0.5
+    reconnect_cap_s: PositiveFloat = 8.0
+    reconnect_max_s: PositiveFloat = 30.0
+    offline_probe_max_s: PositiveFloat = 30.0
+    tool_timeout_s: PositiveFloat = 8.0
+    stall_timeout_s: PositiveFloat = 10.0
+    replay_audio_s: float = Field(15.0, ge=0, le=120)
+    end_session_tool: bool = True
+    cues_dir: Path = Path("cues")
+    auth: Literal["api_key", "ephemeral"] = "api_key"
+    broker_url: str = Field("", pattern=r"^(https?://.+)?$")
+    broker_token_file: Path | None = None
+    broker_ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _ephemeral_needs_a_broker(self) -> LiveSettings:
+        if self.auth == "ephemeral" and not self.broker_url:
+            raise ValueError(
+                'live.auth = "ephemeral" needs live.broker_url (the site token broker, '
+                'e.g. "https://broker.site.lan:8443")'
+            )
+        if self.reconnect_cap_s < self.reconnect_base_s:
+            raise ValueError("live.reconnect_cap_s must be at least live.reconnect_base_s")
+        return self
 
 
 class AudioSettings(_Section):
@@ -80,6 +114,48 @@ class AudioSettings(_Section):
     output_wav: Path | None = None
     chunk_ms: int = Field(20, ge=20, le=50)
     speed: PositiveFloat = 1.0
+    # Audio kept for a session that is still connecting (what follows the wake word).
+    preroll_s: float = Field(2.0, ge=0.5, le=30)
+    # A lost microphone is reopened after 0.5 s, doubling up to this.
+    reopen_max_s: float = Field(10.0, ge=0.5, le=300)
+
+
+class WakeModelSettings(_Section):
+    # Unset values come from the [wake] section.
+    threshold: float | None = Field(None, gt=0, lt=1)
+    refractory_s: float | None = Field(None, ge=0, le=60)
+    end_latency_s: float = Field(0.16, ge=0, le=2)
+
+
+class WakeSettings(_Section):
+    enabled: bool = True
+    models: list[str] = Field(default_factory=lambda: ["hey_jarvis"], min_length=1)
+    threshold: float = Field(0.5, gt=0, lt=1)
+    refractory_s: float = Field(2.0, ge=0, le=60)
+    # Per-model overrides: [wake.per_model.NAME] threshold / refractory_s / end_latency_s.
+    per_model: dict[str, WakeModelSettings] = Field(default_factory=dict)
+    ignore_while_speaking: bool = True
+    trim: bool = True
+
+    def model(self, name: str) -> WakeModelSettings:
+        """The settings of one model, the section's values filling in what it leaves unset."""
+        own = self.per_model.get(name, WakeModelSettings())
+        return own.model_copy(
+            update={
+                "threshold": self.threshold if own.threshold is None else own.threshold,
+                "refractory_s": self.refractory_s if own.refractory_s is None else own.refractory_s,
+            }
+        )
+
+
+class EchoSettings(_Section):
+    mode: Literal["half_duplex", "aec", "off"] = "half_duplex"
+    tail_ms: int = Field(300, ge=0, le=3000)
+    barge_in_margin_db: float = Field(10.0, ge=0, le=40)
+    barge_in_ms: int = Field(100, ge=20, le=2000)
+    aec_delay_ms: int = Field(0, ge=0, le=500)
+    noise_suppression: Literal["off", "low", "moderate", "high", "very_high"] = "off"
+    auto_gain: bool = False
 
 
 BcmPin = Annotated[str, Field(pattern=r"^(GPIO|BCM)?\d{1,2}$")]
@@ -144,18 +220,31 @@ class ToolSettings(_Section):
     confirm_words: list[str] = Field(default_factory=lambda: ["confirm", "confirmed", "correct"])
 
 
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
+
+
 class MetricsSettings(_Section):
     enabled: bool = True
     # host:port, or [v6]:port. Loopback by default: expose it further only on a trusted network.
-    address: str = Field(
-        "127.0.0.1:9464", pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"
-    )
+    address: str = "127.0.0.1:9464"
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        match = _HOST_PORT.match(value)
+        if match is None or int(match[2]) > 65535:
+            raise ValueError(
+                "use host:port with a port from 0 to 65535, e.g. 127.0.0.1:9464 or [::1]:9464"
+            )
+        return value
 
 
 class Settings(_Section):
     device: DeviceSettings = DeviceSettings()
     live: LiveSettings = LiveSettings()
     audio: AudioSettings = AudioSettings()
+    wake: WakeSettings = WakeSettings()
+    echo: EchoSettings = EchoSettings()
     gpio: GpioSettings = GpioSettings()
     button: ButtonSettings = ButtonSettings()
     leds: LedSettings = LedSettings()

@@ -14,13 +14,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from device.appliance import Appliance
+from device.audio.capture import Capture
 from device.audio.cued import CuedWavSource
+from device.audio.echo import SpeakerTap, build_echo_stage
 from device.audio.sink import AudioSink, PyAudioSink, WavSink
 from device.audio.source import AudioSource, PyAudioSource, WavSource
 from device.config import Settings
 from device.events import Event, EventBus, State, StateChanged
-from device.live.connect import build_client, build_connect_config
-from device.live.session import Connector, LiveSessionLike, ToolRunner
+from device.live.connect import LiveConnector
+from device.live.connect import live_connector as connect_live
+from device.live.session import ToolRunner
 from device.panel.board import Board
 from device.preflight import Resolved
 from device.service.control import ControlServer
@@ -31,6 +34,7 @@ from device.tools.dispatcher import ToolDispatcher
 from device.tools.inventory_client import InventoryClient
 from device.tools.registry import ToolSet
 from device.vision.eye import Eye
+from device.wake.listener import build_listener
 
 log = logging.getLogger(__name__)
 
@@ -86,29 +90,13 @@ def build_tools(settings: Settings, resolved: Resolved, bus: EventBus) -> ToolSe
     return ToolSet(dispatcher, bus=bus, timeout_s=tools.timeout_s)
 
 
-def live_connector(
-    settings: Settings, resolved: Resolved, tools: ToolRunner
-) -> Callable[[str | None], Connector]:
-    client = build_client(settings, resolved.api_key)
-    declarations = tools.declarations()
-
-    def factory(handle: str | None) -> Connector:
-        config = build_connect_config(
-            settings,
-            instructions=resolved.instructions,
-            function_declarations=declarations,
-            resumption_handle=handle,
-        )
-
-        def connect() -> contextlib.AbstractAsyncContextManager[LiveSessionLike]:
-            session_cm: contextlib.AbstractAsyncContextManager[Any] = client.aio.live.connect(
-                model=settings.live.model, config=config
-            )
-            return session_cm
-
-        return connect
-
-    return factory
+def live_connector(settings: Settings, resolved: Resolved, tools: ToolRunner) -> LiveConnector:
+    return connect_live(
+        settings,
+        instructions=resolved.instructions,
+        declarations=tools.declarations(),
+        api_key=resolved.api_key,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -121,7 +109,17 @@ async def assemble(
     )
     bus.subscribe(event_log)
     tools = build_tools(settings, resolved, bus)
-    mic, speaker = build_mic(settings, bus), build_speaker(settings)
+    mic = build_mic(settings, bus)
+    # The tap keeps what the speaker played: the echo stage's reference.
+    speaker = SpeakerTap(build_speaker(settings))
+    echo = build_echo_stage(settings.echo, speaker, bus=bus)
+    capture = Capture(
+        mic,
+        bus=bus,
+        preroll_s=settings.audio.preroll_s,
+        processor=echo,
+        retry_max_s=settings.audio.reopen_max_s,
+    )
     holder: list[Appliance] = []
     eye = Eye(settings, bus=bus, conversation=lambda: holder[0].conversation if holder else None)
     if eye.available:
@@ -140,6 +138,15 @@ async def assemble(
         on_confirm=lambda: tools.confirm("button"),
     )
     holder.append(appliance)
+    listener = build_listener(
+        settings,
+        bus=bus,
+        capture=capture,
+        on_wake=appliance.wake,
+        on_end=appliance.wake_ended,
+        speaking=lambda: appliance.speaking,
+    )
+    appliance.use_capture(capture, *([listener.run] if listener is not None else []))
     metrics = start_metrics(settings, bus, speaker)
     appliance.status_sections["metrics"] = metrics.summary
     control = ControlServer(settings.device.control_socket, _control_handler(appliance))
@@ -147,6 +154,8 @@ async def assemble(
     try:
         await speaker.open()
         await mic.open()
+        if listener is not None:
+            await listener.load()
         board.open(asyncio.get_running_loop())
         eye.start()
         await control.start()
@@ -156,6 +165,10 @@ async def assemble(
         board.close()
         await eye.close()
         await appliance.stop()
+        if listener is not None:
+            await listener.close()
+        if echo is not None:
+            echo.close()
         await speaker.close()
         await mic.close()
         await tools.aclose()

@@ -137,6 +137,8 @@ class WakeDetected(Event):
     kind: ClassVar[str] = "wake"
     model: str
     score: float
+    # Capture stream offset (16 kHz samples) where the wake word is estimated to end.
+    end_sample: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -47,13 +47,19 @@ def preflight(settings: Settings, *, check_devices: bool = True) -> Resolved:
             f"unknown tool {unknown[0]!r}",
             f"use names from {sorted(KNOWN_TOOLS)}",
         )
-    api_key = read_secret(
-        key="live.api_key_file",
-        env_var="GEMINI_API_KEY",
-        credential="gemini-api-key",
-        file=settings.path(live.api_key_file) if live.api_key_file else None,
-    )
-    assert api_key is not None
+    # With ephemeral tokens the device never holds the Gemini key; the broker token is read by
+    # the connector (device.live.connect) and named there if it is missing.
+    api_key = ""
+    if live.auth == "api_key":
+        api_key = (
+            read_secret(
+                key="live.api_key_file",
+                env_var="GEMINI_API_KEY",
+                credential="gemini-api-key",
+                file=settings.path(live.api_key_file) if live.api_key_file else None,
+            )
+            or ""
+        )
     token = read_secret(
         key="tools.token_file",
         env_var="WAREHOUSE_VOICE_INVENTORY_TOKEN",

@@ -35,6 +35,8 @@ output_wav = "{work}/reply.wav"
 speed = 4.0
 [button]
 enabled = false
+[wake]
+enabled = false
 [tools]
 inventory_url = "{inventory}"
 token_file = "{work}/token"

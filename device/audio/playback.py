@@ -30,6 +30,9 @@ class QueuedSink:
     `call_soon_threadsafe`, which is what wakes writers waiting for room and `drain`.
     """
 
+    # How long an empty queue waits for more audio before the device is treated as idle.
+    idle_grace_s = 0.0
+
     def __init__(self, *, rate: int, buffer_ms: int, max_queued_s: float) -> None:
         if not 5 <= buffer_ms <= 200:
             raise ValueError(f"buffer_ms must be from 5 to 200, not {buffer_ms!r}")
@@ -232,6 +235,22 @@ class QueuedSink:
         with self._cond:
             return self._cond.wait_for(self._interrupted, max(0.0, seconds))
 
+    def _idle_grace(self, deadline: float) -> bool:
+        """True if more audio arrived within the grace period after the queue ran dry.
+
+        A reply arrives in network-sized pieces; a gap between two of them is not the end of
+        playback. Stopping the device at every gap makes it underrun and refill its buffer each
+        time, which adds tens of milliseconds of latency per gap.
+        """
+        if self.idle_grace_s <= 0:
+            return False
+        with self._cond:
+            self._cond.wait_for(
+                lambda: bool(self._queue) or self._closing or self._interrupted(),
+                self.idle_grace_s,
+            )
+            return bool(self._queue) and not self._closing
+
     def _play_loop(self) -> None:
         deadline = 0.0
         while True:
@@ -245,6 +264,8 @@ class QueuedSink:
                 self._taken_generation = self._generation
                 if chunk:
                     self._active = True
+            if not chunk and self._idle_grace(deadline):
+                continue
             if not chunk:
                 self._device_idle()
                 with self._cond:

@@ -126,6 +126,9 @@ class PyAudioSink(QueuedSink):
     must be stereo.
     """
 
+    # Replies arrive in pieces a few tens of milliseconds apart: wait that long before stopping.
+    idle_grace_s = 0.15
+
     def __init__(
         self,
         device: str,

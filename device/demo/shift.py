@@ -57,24 +57,19 @@ def load_shift_scenario(digits: str, speed: float, path: Path = SCENARIO_FILE) -
 
 @dataclass
 class SpeechWatch:
-    """Counts the device's finished replies, so the worker waits for the end of each one."""
+    """Wakes the worker whenever the device starts or stops speaking."""
 
-    finished: int = 0
     started: int = 0
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Speaking):
-            if event.started:
-                self.started += 1
-            else:
-                self.finished += 1
+            self.started += event.started
             self._changed.set()
 
-    async def until(self, *, started: int = 0, finished: int = 0) -> None:
-        while self.started < started or self.finished < finished:
-            self._changed.clear()
-            await self._changed.wait()
+    async def next_change(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
 
 
 async def work_shift(
@@ -89,18 +84,19 @@ async def work_shift(
     watch = SpeechWatch()
     bus.subscribe(watch)
     voice = [await asyncio.to_thread(synthesize, step.say) for step in shift.steps]
-    replies = 0
     for number, (step, pcm) in enumerate(zip(shift.steps, voice, strict=True), start=1):
+        started = watch.started
         mic.say(pcm)
         appliance.press("demo")
         await mic.wait_said()
         appliance.release("demo")
         if step.barge_in_after_s is not None:
             # Cut the reply off: the next step's press lands while the device is speaking.
-            await watch.until(started=replies + 1)
+            while watch.started == started:
+                await watch.next_change()
             await asyncio.sleep(step.barge_in_after_s / speed)
-            replies += 1
             continue
         await emulator.wait_for_turns(number, timeout_s=60)
-        replies += 1
-        await watch.until(finished=replies)
+        # A worker waits for the device to finish speaking before the next request.
+        while appliance.speaking:
+            await watch.next_change()

@@ -1,8 +1,15 @@
-"""One Gemini Live conversation: a send task, a receive task and tool round trips.
+"""One Gemini Live conversation, kept alive across connections.
 
-Everything the device sends goes through one outbox, drained by one send task, so audio, tool
-answers and activity markers never interleave on the websocket. Audio captured before the
-connection is up waits in the outbox and goes out in order once setup completes.
+Everything the device sends goes through one outbox, drained by one send task per connection,
+so audio, tool answers and activity markers never interleave on the websocket. Audio captured
+before a connection is up waits in the outbox and goes out in order once setup completes.
+
+A conversation outlives its connections (see `device.live.link` for one connection). When a
+connection drops, closes with 1011 or is switched after a GoAway, the conversation reconnects
+with the newest resumption handle, with exponential backoff and jitter, re-sends exactly what
+the server had not consumed (`device.live.outbox`), and carries on: same context, same tool
+calls (`device.live.calls`), no wake word. Fatal closes (1007, 1008, refused credentials) end
+it with an error; an endpoint that cannot be reached ends it as offline.
 """
 
 from __future__ import annotations
@@ -11,11 +18,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from google.genai import errors, types
+from google.genai import types
 
 from device.audio.sink import AudioSink
 from device.events import (
@@ -26,57 +31,31 @@ from device.events import (
     SessionStarted,
     Speaking,
     Transcript,
-    WireSent,
 )
+from device.live.backoff import Backoff
+from device.live.calls import ToolCalls, ToolRunner
+from device.live.cues import CuePlayed, CuePlayer
+from device.live.failures import FATAL_CLOSE_CODES, Failure, classify
+from device.live.limits import SessionLimits
+from device.live.link import Link, LinkEnd
+from device.live.local_tools import END_SESSION
+from device.live.outbox import Outbox, Outgoing, ReplayLedger
+from device.live.policy import SessionPolicy
+from device.live.protocols import Connector, LiveSessionLike, Outcome, ResumableConnector
+from device.tools import results
+
+__all__ = [
+    "FATAL_CLOSE_CODES",
+    "Connector",
+    "Conversation",
+    "LiveSessionLike",
+    "Outcome",
+    "Outgoing",
+    "ResumableConnector",
+    "ToolRunner",
+]
 
 log = logging.getLogger(__name__)
-
-AUDIO_MIME = "audio/pcm;rate=16000"
-# One audio chunk in this many is reported as WireSent (about once a second at 20 ms chunks).
-WIRE_AUDIO_SAMPLE = 50
-# Close codes after which retrying cannot help (DESIGN §3): bad frame, policy/auth.
-FATAL_CLOSE_CODES = frozenset({1007, 1008})
-
-
-class ToolRunner(Protocol):
-    def declarations(self) -> list[dict[str, Any]]: ...
-
-    async def call(
-        self, *, session_id: str, call_id: str, name: str, args: dict[str, Any]
-    ) -> dict[str, Any]: ...
-
-
-class LiveSessionLike(Protocol):
-    """The slice of google-genai's AsyncSession this module uses."""
-
-    async def send_realtime_input(self, **kwargs: Any) -> None: ...
-
-    async def send_tool_response(self, *, function_responses: Any) -> None: ...
-
-    def receive(self) -> AsyncIterator[types.LiveServerMessage]: ...
-
-
-Connector = Callable[[], contextlib.AbstractAsyncContextManager[LiveSessionLike]]
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    kind: str  # audio | video | activity_start | activity_end | audio_stream_end | tool_response
-    payload: Any = None
-    queued: float = field(default_factory=time.monotonic)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    reason: str
-    error: bool = False
-    fatal: bool = False
-
-
-class SessionClosed(Exception):
-    def __init__(self, reason: str, *, fatal: bool = False, code: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.fatal, self.code = reason, fatal, code
 
 
 class Conversation:
@@ -93,46 +72,69 @@ class Conversation:
         bus: EventBus,
         idle_timeout_s: float,
         connect_timeout_s: float = 10.0,
+        policy: SessionPolicy | None = None,
     ) -> None:
+        resumable = connect if isinstance(connect, ResumableConnector) else None
         self.session_id = session_id
+        self._bus = bus
+        self.policy = policy or (resumable.policy if resumable else SessionPolicy())
+        self.outbox = Outbox(max_audio_bytes=self.policy.replay_audio_bytes)
+        self.ledger = ReplayLedger(max_audio_bytes=self.policy.replay_audio_bytes)
+        self.calls = ToolCalls(
+            tools=tools,
+            session_id=session_id,
+            bus=bus,
+            timeout_s=self.policy.tool_timeout_s,
+            deliver=self._deliver_answer,
+            local={END_SESSION: self._end_session_tool},
+            changed=self._wake_link,
+        )
         self._model = model
         self._connect = connect
+        self._resumable = resumable
+        self._cues = resumable.cues if resumable else CuePlayer()
         self._speaker = speaker
-        self._tools = tools
-        self._bus = bus
-        self._idle_timeout_s = idle_timeout_s
         self._connect_timeout_s = connect_timeout_s
-        self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self._limits = SessionLimits(self.policy, idle_timeout_s)
         self._hangup: asyncio.Future[str] | None = None
-        self._tool_tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._answered: set[str] = set()
-        self._last_activity = time.monotonic()
+        self._links = 0
+        self._link: Link | None = None
         self._user_text: list[str] = []
         self._model_text: list[str] = []
         self.connected = asyncio.Event()
         self.model_speaking = False
         self._cutting_reply = False
         self._reply_streaming = False  # the service is still sending the current reply
-        self.resumption_handle: str | None = None
-        self._audio_sent = 0
+
+    @property
+    def bus(self) -> EventBus:
+        return self._bus
+
+    @property
+    def resumption_handle(self) -> str | None:
+        return self.ledger.handle
+
+    @property
+    def connections(self) -> int:
+        return self._links
 
     # -- called by the appliance (never blocks) -------------------------------------------
 
     def send_audio(self, pcm: bytes) -> None:
-        self._outbox.put_nowait(Outgoing("audio", pcm))
+        self.outbox.put(Outgoing("audio", pcm))
 
     def send_video(self, jpeg: bytes) -> None:
-        self._outbox.put_nowait(Outgoing("video", jpeg))
+        self.outbox.put(Outgoing("video", jpeg))
 
     def mark(self, kind: str) -> None:
         """Queue an activity marker: activity_start, activity_end or audio_stream_end."""
         self.touch()
-        self._outbox.put_nowait(Outgoing(kind))
+        self.outbox.put(Outgoing(kind))
 
     def touch(self) -> None:
         """Something happened that should keep the session from idling out."""
-        self._last_activity = time.monotonic()
+        self._limits.touch()
 
     def interrupt(self, source: str) -> None:
         """Stop the reply now (a button press while the device speaks)."""
@@ -155,115 +157,157 @@ class Conversation:
         if self._hangup is not None and not self._hangup.done():
             self._hangup.set_result(reason)
 
-    # -- the session ------------------------------------------------------------------------
+    async def play_cue(self, name: str) -> bool:
+        """Say a pre-rendered cue (offline, error, denied); never raises."""
+        played = await self._cues.play(name, self._speaker)
+        self._bus.publish(CuePlayed(name=name, played=played))
+        return played
+
+    async def probe(self) -> bool | None:
+        """Is the Live endpoint reachable? None when the connector cannot tell."""
+        if self._resumable is None:
+            return None
+        try:
+            return await self._resumable.probe()
+        except Exception as exc:
+            log.warning("reachability probe failed: %s", exc)
+            return False
+
+    # -- the conversation -----------------------------------------------------------------
 
     async def run(self) -> Outcome:
-        loop = asyncio.get_running_loop()
-        self._hangup = loop.create_future()
-        reason, error, fatal = "closed", False, False
+        self._hangup = asyncio.get_running_loop().create_future()
+        self._limits.start()
+        outcome = Outcome("cancelled")
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                async with asyncio.timeout(self._connect_timeout_s):
-                    session = await stack.enter_async_context(self._connect())
-                self.connected.set()
-                self._bus.publish(SessionStarted(session_id=self.session_id, model=self._model))
-                self.touch()
-                reason = await self._serve(session)
-        except TimeoutError:
-            reason, error = "connect timed out", True
-        except SessionClosed as exc:
-            reason, error, fatal = exc.reason, True, exc.fatal
-        except (OSError, errors.APIError) as exc:
-            reason, error = f"connection failed: {exc}", True
+            outcome = await self._connections()
         finally:
-            for task in [*self._tool_tasks.values(), *self._background]:
+            for task in [*self.calls.stop(), *self._background]:
                 task.cancel()
             self._flush_transcript("user")
             self._flush_transcript("model")
-            if error:
-                self._error(reason, fatal=fatal)
-            self._bus.publish(SessionEnded(session_id=self.session_id, reason=reason))
-        return Outcome(reason, error, fatal)
+            if outcome.error:
+                self._error(outcome.reason, fatal=outcome.fatal)
+            self._bus.publish(SessionEnded(session_id=self.session_id, reason=outcome.reason))
+        return outcome
 
-    async def _serve(self, session: LiveSessionLike) -> str:
+    async def _connections(self) -> Outcome:
         assert self._hangup is not None
-        send = asyncio.create_task(self._send_loop(session), name="live-send")
-        receive = asyncio.create_task(self._receive_loop(session), name="live-receive")
-        idle = asyncio.create_task(self._idle_watch(), name="live-idle")
-        tasks: set[asyncio.Future[Any]] = {send, receive, idle, self._hangup}
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (send, receive, idle):
-                task.cancel()
-            await asyncio.gather(send, receive, idle, return_exceptions=True)
-        finished = done.pop()
-        if finished is self._hangup:
-            return self._hangup.result()
-        result = finished.result()  # re-raises SessionClosed
-        return str(result)
-
-    async def _send_loop(self, session: LiveSessionLike) -> str:
+        policy = self.policy
+        backoff = Backoff(policy.reconnect_base_s, policy.reconnect_cap_s)
+        down_since: float | None = None
         while True:
-            item = await self._outbox.get()
-            if item.kind == "audio":
-                await session.send_realtime_input(
-                    audio=types.Blob(data=item.payload, mime_type=AUDIO_MIME)
-                )
-            elif item.kind == "video":
-                await session.send_realtime_input(
-                    video=types.Blob(data=item.payload, mime_type="image/jpeg")
-                )
-            elif item.kind == "activity_start":
-                await session.send_realtime_input(activity_start=types.ActivityStart())
-            elif item.kind == "activity_end":
-                await session.send_realtime_input(activity_end=types.ActivityEnd())
-            elif item.kind == "audio_stream_end":
-                await session.send_realtime_input(audio_stream_end=True)
-            elif item.kind == "tool_response":
-                await session.send_tool_response(function_responses=[item.payload])
-            self._audio_sent += item.kind == "audio"
-            if item.kind != "audio" or self._audio_sent % WIRE_AUDIO_SAMPLE == 1:
-                waited_ms = 1000 * (time.monotonic() - item.queued)
-                self._bus.publish(
-                    WireSent(session_id=self.session_id, what=item.kind, waited_ms=waited_ms)
-                )
-
-    async def _receive_loop(self, session: LiveSessionLike) -> str:
-        while True:
+            if self._hangup.done():
+                return Outcome(self._hangup.result())
             try:
-                async for message in session.receive():
-                    await self._handle(message)
-            except errors.APIError as exc:
-                code = exc.code if isinstance(exc.code, int) else None
-                if code == 1000:
-                    return "server closed the session"
-                raise SessionClosed(
-                    f"connection closed ({code}: {exc.message or exc.status})",
-                    fatal=code in FATAL_CLOSE_CODES,
-                    code=code,
-                ) from exc
-            except TypeError:
-                # google-genai raises TypeError on a frame made only of keys it does not
-                # know (DESIGN §3); such a frame carries nothing for us, so keep listening.
-                log.warning("ignored a server frame the SDK could not parse")
+                end, lived_s = await self._serve(self.ledger.handle if self._links else None)
+            except Exception as exc:
+                failure = classify(exc)
+            else:
+                if end.kind == "done":
+                    return Outcome(end.reason)
+                if lived_s >= policy.reconnect_cap_s:
+                    # A link that held for a while proves the way back works: start afresh.
+                    # One that drops at once keeps the backoff growing and the budget running.
+                    backoff.reset()
+                    down_since = None
+                if end.kind == "switch":
+                    continue
+                failure = end.failure or Failure("retry", end.reason)
+            if failure.kind == "closed":
+                return Outcome(failure.reason)
+            if failure.kind == "fatal":
+                return Outcome(failure.reason, error=True, fatal=True, denied=failure.denied)
+            if failure.kind == "offline" and not self._links:
+                return Outcome(f"offline: {failure.reason}", error=True, offline=True)
+            now = time.monotonic()
+            down_since = down_since if down_since is not None else now
+            if now - down_since >= policy.reconnect_max_s:
+                return Outcome(
+                    f"gave up reconnecting after {now - down_since:.0f} s: {failure.reason}",
+                    error=True,
+                    offline=failure.kind == "offline",
+                )
+            delay = backoff.next_delay()
+            log.warning("live link lost (%s); reconnecting in %.2f s", failure.reason, delay)
+            self._bus.publish(ErrorRaised(where="live.link", message=failure.reason))
+            await asyncio.wait({self._hangup}, timeout=delay)
 
-    async def _handle(self, message: types.LiveServerMessage) -> None:
+    async def _serve(self, handle: str | None) -> tuple[LinkEnd, float]:
+        """One connection, from connecting to its end; also how long it was up."""
+        resumable = self._resumable
+        resumed = handle is not None and resumable is not None
+        opener = resumable.resume(handle) if resumed and resumable and handle else self._connect()
+        assert self._hangup is not None
+        async with contextlib.AsyncExitStack() as stack:
+            async with asyncio.timeout(self._connect_timeout_s):
+                session = await stack.enter_async_context(opener)
+            link = self._begin_link(session, resumed=resumed)
+            up = time.monotonic()
+            end = await link.run(self._hangup)
+            self._link = None
+            if end.kind != "done" and (link.responding or self.model_speaking):
+                # The resumed session restarts this reply; the cut-off start must not play
+                # twice.
+                self.interrupt("reconnect")
+            return end, time.monotonic() - up
+
+    def _begin_link(self, session: LiveSessionLike, *, resumed: bool) -> Link:
+        self._links += 1
+        if self._links > 1 and not resumed:
+            log.warning(
+                "no resumption handle to resume with: the conversation goes on in a new "
+                "session, without the model's memory of it"
+            )
+            # A fresh session knows nothing of earlier calls: never answer them there.
+            self.calls.new_generation()
+            self.outbox.drop(kind="tool_response")
+        replay = self.ledger.connection_started(resumed=resumed)
+        for item in replay:
+            if item.call_id is not None:
+                self.calls.requeued(item.call_id)
+        self.outbox.put_front(replay)
+        self._cutting_reply = self._reply_streaming = False
+        link = self._link = Link(self, session, self._links)
+        self.connected.set()
+        self.touch()
+        log.info(
+            "live connection %d up (%s, %d messages to re-send)",
+            self._links,
+            "resumed" if resumed else "new session",
+            len(replay),
+        )
+        self._bus.publish(
+            SessionStarted(
+                session_id=self.session_id, model=self._model, resumed=self._links > 1 and resumed
+            )
+        )
+        return link
+
+    # -- what the link asks ---------------------------------------------------------------
+
+    def end_reason(self, now: float, quiet: bool) -> str | None:
+        """Why the conversation should end now, if it should (idle, end_session, max age)."""
+        busy = self.model_speaking or self._speaker.playing or self.calls.busy or not quiet
+        return self._limits.reason(now, busy=busy, quiet=quiet)
+
+    def next_deadline(self, now: float) -> float:
+        return self._limits.next_deadline()
+
+    async def on_message(self, message: types.LiveServerMessage) -> None:
         content = message.server_content
         if content is not None:
             await self._handle_content(content)
         if message.tool_call is not None:
             self._flush_transcript("user")
+            self.touch()
             for call in message.tool_call.function_calls or []:
-                self._start_tool(call)
+                self.calls.on_call(call, self._links)
         if message.tool_call_cancellation is not None:
-            for call_id in message.tool_call_cancellation.ids or []:
-                task = self._tool_tasks.get(call_id)
-                if task is not None and not task.done():
-                    task.cancel()
-        update = message.session_resumption_update
-        if update is not None and update.resumable and update.new_handle:
-            self.resumption_handle = update.new_handle
+            ids = [str(i) for i in message.tool_call_cancellation.ids or []]
+            self.calls.cancel(ids)
+            self.outbox.drop(call_ids=set(ids))
+            self.ledger.forget_answers(set(ids))
 
     async def _handle_content(self, content: types.LiveServerContent) -> None:
         if content.input_transcription is not None and content.input_transcription.text:
@@ -297,36 +341,29 @@ class Conversation:
             self._flush_transcript("user")
             self._flush_transcript("model")
 
-    def _start_tool(self, call: types.FunctionCall) -> None:
-        call_id = call.id or ""
-        # Duplicated function-call ids are a known service fault: run each id once.
-        if call_id in self._tool_tasks or call_id in self._answered:
-            log.warning("duplicate function call %s ignored", call_id)
-            return
-        name, args = call.name or "", dict(call.args or {})
-        # The dispatcher publishes ToolCalled/ToolFinished: it knows what it validated and ran.
-        self.touch()
-        task = asyncio.create_task(self._run_tool(call_id, name, args), name=f"tool-{name}")
-        self._tool_tasks[call_id] = task
+    # -- tools ----------------------------------------------------------------------------
 
-    async def _run_tool(self, call_id: str, name: str, args: dict[str, Any]) -> None:
-        try:
-            result = await self._tools.call(
-                session_id=self.session_id, call_id=call_id, name=name, args=args
-            )
-        except asyncio.CancelledError:
-            # The server cancelled this call: it expects no answer for it.
-            self._answered.add(call_id)
-            raise
-        finally:
-            self._tool_tasks.pop(call_id, None)
-        self._answered.add(call_id)
+    def _deliver_answer(self, answer: types.FunctionResponse) -> None:
         self.touch()
-        self._outbox.put_nowait(
-            Outgoing(
-                "tool_response", types.FunctionResponse(id=call_id, name=name, response=result)
-            )
+        self.outbox.put(Outgoing("tool_response", answer))
+
+    def _end_session_tool(self, args: dict[str, Any]) -> dict[str, Any]:
+        reason = str(args.get("reason") or "").strip()
+        self._end_when_quiet("ended by the worker" + (f" ({reason})" if reason else ""))
+        return results.ok(
+            "Goodbye.",
+            detail="The device closes the session when you finish this reply; say goodbye.",
         )
+
+    def _end_when_quiet(self, reason: str) -> None:
+        if self._limits.end_when_quiet(reason):
+            self._wake_link()
+
+    def _wake_link(self) -> None:
+        if self._link is not None:
+            self._link.wake.set()
+
+    # -- helpers --------------------------------------------------------------------------
 
     def _watch_playback_end(self) -> None:
         """Publish the end of speech when the speaker has played the whole reply."""
@@ -339,16 +376,6 @@ class Conversation:
         task = asyncio.create_task(wait(), name="playback-end")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _idle_watch(self) -> str:
-        while True:
-            quiet = time.monotonic() - self._last_activity
-            busy = self.model_speaking or self._speaker.playing or bool(self._tool_tasks)
-            if busy:
-                self.touch()
-            elif quiet >= self._idle_timeout_s:
-                return "idle timeout"
-            await asyncio.sleep(min(0.25, max(0.01, self._idle_timeout_s - quiet)))
 
     def _flush_transcript(self, role: str) -> None:
         parts = self._user_text if role == "user" else self._model_text

@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from device.audio.errors import AudioError
 from device.audio.sink import AudioSink
 from device.config import Settings
@@ -106,7 +108,7 @@ class MetricsCollector:
         self._unsubscribe = bus.subscribe(self)
 
     @property
-    def registry(self) -> Any:
+    def registry(self) -> CollectorRegistry:
         return self.families.registry
 
     def close(self) -> None:
@@ -131,7 +133,10 @@ class MetricsCollector:
         elif isinstance(event, WireSent):
             if event.what in CAPTURE_ITEMS:
                 self._capture_s = event.waited_ms / 1000
-                self._observe("capture_to_wire", self._capture_s, leg="capture_to_wire")
+                # The WireSent line in the event log already says this; no Metric twice a second.
+                self._observe(
+                    "capture_to_wire", self._capture_s, publish=False, leg="capture_to_wire"
+                )
         elif isinstance(event, Speaking):
             if event.started:
                 self._on_reply_started(event)
@@ -160,9 +165,9 @@ class MetricsCollector:
 
     def _on_state(self, event: StateChanged) -> None:
         wake, self._wake = self._wake, None
-        if event.state == State.LISTENING and wake is not None:
-            if 0 <= event.mono - wake <= WAKE_STALE_S:
-                self._observe("wake_to_listening", event.mono - wake)
+        waited = None if wake is None else event.mono - wake
+        if event.state == State.LISTENING and waited is not None and 0 <= waited <= WAKE_STALE_S:
+            self._observe("wake_to_listening", waited)
 
     def _on_talk(self, event: UserSpeech | ButtonEvent) -> None:
         started = event.active if isinstance(event, UserSpeech) else event.action == "press"
@@ -196,7 +201,11 @@ class MetricsCollector:
         counts[task.outcome] = counts.get(task.outcome, 0) + 1
         self._reasks += task.reasks
         self._publish(
-            "task_reasks", task.reasks, type=task.type, outcome=task.outcome, session=task.session_id
+            "task_reasks",
+            task.reasks,
+            type=task.type,
+            outcome=task.outcome,
+            session=task.session_id,
         )
 
     # -- watching the speaker -------------------------------------------------------------
@@ -240,7 +249,7 @@ class MetricsCollector:
 
     # -- output ---------------------------------------------------------------------------
 
-    def _observe(self, name: str, seconds: float, **labels: str) -> None:
+    def _observe(self, name: str, seconds: float, *, publish: bool = True, **labels: str) -> None:
         f = self.families
         if name == "turn_latency":
             f.turn_latency.observe(seconds)
@@ -251,7 +260,8 @@ class MetricsCollector:
         else:
             f.device_latency.labels(labels["leg"]).observe(seconds)
         self._windows.setdefault(name, _Window(self._window)).add(seconds)
-        self._publish(f"{name}_seconds", seconds, **labels)
+        if publish:
+            self._publish(f"{name}_seconds", seconds, **labels)
 
     def _publish(self, name: str, value: float, **labels: str) -> None:
         self._bus.publish(Metric(name=name, value=value, labels=labels))

@@ -65,9 +65,10 @@ class Families:
         )
         self.device_latency = Histogram(
             f"{PREFIX}_device_latency_seconds",
-            "Time the device itself adds to a turn: capture_to_wire (queued audio or marker "
-            "until sent), wire_to_speaker (first reply audio received until handed to the "
-            "speaker), device_added (their sum, per turn).",
+            "Time the device's software adds to a turn: capture_to_wire (queued audio or "
+            "marker until sent), wire_to_speaker (first reply audio received until handed to "
+            "the sound card), device_added (their sum, per turn). The sound card's own buffers "
+            "are not in it; `warehouse-voice bench` measures the whole trip acoustically.",
             ["leg"],
             buckets=DEVICE_BUCKETS,
             registry=r,

@@ -169,6 +169,8 @@ async def check_inventory(settings: Settings, resolved: Resolved) -> str:
 
 async def check_gemini(settings: Settings, resolved: Resolved) -> str:
     live = settings.live
+    if live.auth == "ephemeral":
+        return await _check_broker(settings)
     base = (live.base_url or GEMINI_URL).rstrip("/")
     url = f"{base}/{live.api_version}/models/{live.model}"
     verify: ssl.SSLContext | bool = True
@@ -186,6 +188,28 @@ async def check_gemini(settings: Settings, resolved: Resolved) -> str:
     if response.status_code != 200:
         raise CheckFailed(f"Gemini endpoint answered {response.status_code}")
     return f"{base}: key valid, model {live.model} available"
+
+
+async def _check_broker(settings: Settings) -> str:
+    """In ephemeral mode the device holds no key: it must be able to get a token instead."""
+    from device.config import read_secret
+    from device.live.tokens import BrokerTokens
+
+    live = settings.live
+    try:
+        token = read_secret(
+            key="live.broker_token_file",
+            env_var="WAREHOUSE_VOICE_BROKER_TOKEN",
+            credential="broker-token",
+            file=settings.path(live.broker_token_file) if live.broker_token_file else None,
+        )
+        ca_file = settings.path(live.broker_ca_file) if live.broker_ca_file else None
+        minted = await BrokerTokens(live.broker_url, token or "", ca_file=ca_file).mint()
+    except ConfigError as exc:
+        raise CheckFailed(str(exc)) from None
+    except Exception as exc:
+        raise CheckFailed(f"token broker {live.broker_url}: {exc}") from None
+    return f"token broker {live.broker_url} minted a token for {minted.model or live.model}"
 
 
 _CHECKS: dict[str, Check] = {

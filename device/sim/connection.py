@@ -20,16 +20,18 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from device.sim import wire
+from device.sim.answers import ToolAnswers
+from device.sim.goaway import GoAway
 from device.sim.listener import Listener
 from device.sim.record import (
+    Checkpoint,
     ConnectionRecord,
     FaultRecord,
-    ToolResponseRecord,
     TurnRecord,
     VideoFrame,
 )
 from device.sim.scenario import Scenario
-from device.sim.script import Script, UnknownHandle
+from device.sim.script import Phase, Script, Start, UnknownHandle
 from device.sim.turns import AUDIO_TOKENS_PER_S, ToolWait, play_turn
 from device.sim.vad import VadConfigError, VadSettings
 
@@ -37,6 +39,10 @@ log = logging.getLogger(__name__)
 
 _MESSAGE_TYPES = ("setup", "client_content", "realtime_input", "tool_response", "context_update")
 _VIDEO_TOKENS_PER_FRAME = 258
+
+# Checks a connection's setup before the session starts (the ephemeral-token gate): returns the
+# setup in force, or raises wire.WireError with the close code.
+SetupGate = Callable[[ConnectionRecord, dict[str, Any]], dict[str, Any]]
 
 
 @dataclass
@@ -59,8 +65,10 @@ class Connection:
         record: ConnectionRecord,
         script: Script,
         notify: Callable[[], None],
+        gate: SetupGate | None = None,
     ) -> None:
         self.ws = ws
+        self._gate = gate
         self.record = record
         self.script = script
         self.scenario: Scenario = script.scenario
@@ -69,15 +77,18 @@ class Connection:
         self.wants_input_transcription = False
         self.wants_output_transcription = False
         self._outgoing: asyncio.Queue[_Frame | _Close] = asyncio.Queue()
-        self._tool_event = asyncio.Event()
-        self._waiting_for: set[str] = set()
-        self._waiting_turn: int | None = None
-        self._goaway_sent = False
-        self._deadline_queued = False
+        self._answers = ToolAnswers(record, self.fault, self._lose_in_flight)
+        self._goaway = GoAway(self)
         self._session_id = ""
         self._position = 0
+        self._start = Start("", 0)
         self._resumable = False
         self._closing = False
+        # Index of the last client message consumed into the session state (setup = 0).
+        self._consumed_index = -1
+        # After a scripted "lost in flight" close, frames still arriving are never consumed.
+        self._deaf = False
+        self._closed_event = asyncio.Event()
 
     # The channel interface `turns.play_turn` uses.
 
@@ -91,8 +102,10 @@ class Connection:
     def close(self, code: int, reason: str, on_closed: Callable[[], None] | None = None) -> None:
         self._outgoing.put_nowait(_Close(code, reason, on_closed))
 
-    def fault(self, kind: str, turn: int | None, detail: str = "") -> None:
-        self.record.faults.append(FaultRecord(kind, turn, detail))
+    def fault(
+        self, kind: str, turn: int | None, detail: str = "", during_turn: int | None = None
+    ) -> None:
+        self.record.faults.append(FaultRecord(kind, turn, detail, during_turn))
         self._notify()
 
     def prompt_tokens(self, turn: TurnRecord) -> int:
@@ -101,26 +114,25 @@ class Connection:
         speech = max(0, turn.end_sample - start) * AUDIO_TOKENS_PER_S // rate
         return speech + _VIDEO_TOKENS_PER_FRAME * len(self.record.video_frames)
 
-    async def wait_tool_responses(self, ids: set[str], turn: int, timeout_s: float) -> ToolWait:
-        self._waiting_for, self._waiting_turn = set(ids), turn
-        try:
-            async with asyncio.timeout(timeout_s):
-                while self._waiting_for:
-                    if self.barge_in.is_set():
-                        return "interrupted"
-                    self._tool_event.clear()
-                    barge = asyncio.ensure_future(self.barge_in.wait())
-                    tool = asyncio.ensure_future(self._tool_event.wait())
-                    try:
-                        await asyncio.wait({barge, tool}, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        barge.cancel()
-                        tool.cancel()
-            return "answered"
-        except TimeoutError:
-            return "timeout"
-        finally:
-            self._waiting_for, self._waiting_turn = set(), None
+    def expect_tool_responses(self, ids: set[str], turn: int, lose_with: int | None) -> None:
+        self._answers.expect(ids, turn, lose_with)
+
+    async def wait_tool_responses(self, timeout_s: float) -> ToolWait:
+        return await self._answers.wait(timeout_s, self.barge_in)
+
+    def checkpoint(self, phase: Phase, pending: tuple[str, ...] = ()) -> None:
+        if self.scenario.handles_during_tools:
+            self._issue_handle(phase, pending)
+
+    def _issue_handle(self, phase: Phase, pending: tuple[str, ...] = ()) -> None:
+        if not self._resumable:
+            return
+        handle = self.script.issue_handle(self._session_id, self._position, phase, pending)
+        self.record.handles_issued.append(handle)
+        index = self._consumed_index
+        self.record.checkpoints.append(Checkpoint(handle, phase, index, self.record.audio_samples))
+        reported = index if self.scenario.report_consumed_index else None
+        self.send(wire.resumption_update(handle, consumed_index=reported))
 
     # Lifecycle.
 
@@ -139,15 +151,17 @@ class Connection:
         writer = asyncio.create_task(self._writer(), name="emulator-writer")
         converse = asyncio.create_task(self._converse(), name="emulator-conversation")
         tasks = {reader, writer, converse}
+        self._goaway.start()
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if done == {converse} and converse.exception() is None:
                 # The script closed the socket: the writer still has that close queued.
                 done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            timers = self._goaway.stop()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *timers, return_exceptions=True)
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 # An emulator bug must not look like a clean session to the test.
@@ -168,6 +182,9 @@ class Connection:
         if not isinstance(setup, dict):
             raise wire.WireError("setup must be a JSON object")
         self.record.setup = setup
+        self._consumed_index = 0
+        if self._gate is not None:
+            setup = self._gate(self.record, setup)
         if not isinstance(setup.get("model"), str) or not setup["model"]:
             raise wire.WireError("setup.model is required, for example models/gemini-...")
         resumption = setup.get("session_resumption")
@@ -175,7 +192,9 @@ class Connection:
         self.record.resumption_handle = handle
         self._resumable = isinstance(resumption, dict) and self.scenario.resumption
         try:
-            self._session_id, self._position = self.script.begin(handle)
+            self._start = self.script.begin(handle)
+            self._session_id, self._position = self._start.session_id, self._start.position
+            self._answers.session_answered = self.script.answered(self._session_id)
         except UnknownHandle:
             self._notify()
             raise wire.WireError(
@@ -192,6 +211,22 @@ class Connection:
         except VadConfigError as exc:
             raise wire.WireError(f"setup.realtimeInputConfig: {exc}") from exc
         self.listener = Listener(self.record, config)
+        if handle:
+            self.record.resumed_phase = self._start.phase
+            if self._start.stale:
+                self.fault("stale_handle", None, f"{handle} is not the session's newest handle")
+        if self._start.phase != "idle":
+            # The turn resumes part-way; its answers may be re-sent right behind the setup, so
+            # they are expected before the first frame is read.
+            self.record.turns.append(
+                TurnRecord(
+                    scenario_turn=self.script.turn_index(self._position),
+                    end_reason="resumed",
+                    end_sample=0,
+                )
+            )
+            if self._start.phase == "tools":
+                self.expect_tool_responses(set(self._start.pending), 0, None)
         self._notify()
 
     def _decode(self, data: str | bytes) -> dict[str, Any]:
@@ -252,8 +287,12 @@ class Connection:
         try:
             while True:
                 message = self._decode(await self.ws.recv())
+                if self._deaf:
+                    continue
                 kind, body = next(iter(message.items()))
                 self._handle(kind, wire.normalize_keys(body))
+                if not self._deaf:
+                    self._consumed_index = self.record.frames_received - 1
                 self._notify()
         except wire.WireError as exc:
             await self.close_now(exc.code, str(exc))
@@ -268,7 +307,7 @@ class Connection:
         if kind == "realtime_input":
             self._realtime_input(body)
         elif kind == "tool_response":
-            self._tool_response(body)
+            self._answers.receive(body)
         elif kind == "client_content":
             self._client_content(body)
 
@@ -306,30 +345,10 @@ class Connection:
         else:
             raise wire.WireError(f"{field}.mimeType {mime!r} is not audio/pcm or image/*")
 
-    def _tool_response(self, body: dict[str, Any]) -> None:
-        responses = body.get("function_responses")
-        if not isinstance(responses, list):
-            raise wire.WireError("toolResponse.functionResponses must be a list")
-        for i, item in enumerate(responses):
-            if not isinstance(item, dict) or not item.get("id"):
-                raise wire.WireError(
-                    f"toolResponse.functionResponses[{i}].id is required; "
-                    "copy it from the toolCall's functionCalls[].id"
-                )
-            response = item.get("response")
-            expected = item["id"] in self._waiting_for
-            entry = ToolResponseRecord(
-                id=str(item["id"]),
-                name=str(item.get("name") or ""),
-                response=response if isinstance(response, dict) else {"output": response},
-                turn=self._waiting_turn,
-                expected=expected,
-            )
-            self.record.tool_responses.append(entry)
-            if expected and self._waiting_turn is not None:
-                self.record.turns[self._waiting_turn].tool_responses.append(entry)
-                self._waiting_for.discard(entry.id)
-        self._tool_event.set()
+    def _lose_in_flight(self, code: int) -> None:
+        # The scripted fault: the answer is lost and the socket closes unread.
+        self._deaf = True
+        self.close(code, "Internal error encountered." if code == 1011 else f"code {code}")
 
     def _client_content(self, body: dict[str, Any]) -> None:
         texts = [
@@ -343,37 +362,26 @@ class Connection:
         if body.get("turn_complete"):
             self.listener.text(" ".join(texts), "client_content")
 
+    def go_away(self, detail: str) -> None:
+        self._goaway.now(detail)
+
     def _check_goaway(self) -> None:
-        after = self.scenario.goaway_after_s
-        if after is None or self._closing:
-            return
-        rate = self.record.audio_rate or wire.DEFAULT_INPUT_RATE
-        elapsed = self.record.audio_samples / rate
-        if not self._goaway_sent and elapsed >= after:
-            self._goaway_sent = True
-            self.fault("goaway", None, f"after {elapsed:.3f} s of input audio")
-            self.send(wire.go_away(self.scenario.goaway_time_left_s))
-        elif (
-            self._goaway_sent
-            and not self._deadline_queued
-            and elapsed >= after + self.scenario.goaway_time_left_s
-        ):
-            self._deadline_queued = True
-            self.fault("goaway_deadline", None, f"after {elapsed:.3f} s of input audio")
-            self.close(
-                self.scenario.goaway_close_code,
-                "Deadline expired before operation could complete.",
-            )
+        if not self._closing:
+            self._goaway.audio_arrived()
 
     # The conversation.
 
     async def _converse(self) -> None:
+        if self._start.phase != "idle":
+            # Resumed mid-turn: finish that turn before listening for the next one.
+            record = self.record.turns[0]
+            if not await self._play(record, 0, self._start.phase, self._start.pending):
+                return
         while True:
             end = await self.listener.turn_ends.get()
             turn_no = len(self.record.turns)
-            index = self.script.turn_index(self._position)
             record = TurnRecord(
-                scenario_turn=index,
+                scenario_turn=self.script.turn_index(self._position),
                 end_reason=end.reason,
                 end_sample=end.sample,
                 speech_start_sample=end.speech_start,
@@ -381,25 +389,33 @@ class Connection:
             )
             self.record.turns.append(record)
             self._notify()
-            if index is None:
-                self.fault("scenario_exhausted", turn_no, "no scripted turn left; set loop = true")
-
-                def finished(record: TurnRecord = record) -> None:
-                    record.finished = True
-
-                self.send(wire.server_content(turn_complete=True), finished)
-                continue
-            spec, audio = self.script.turn(index)
-            self.listener.start_response()
-            try:
-                outcome = await play_turn(self, spec, audio, record, turn_no, index)
-            finally:
-                self.listener.end_response()
-            if outcome == "closed":
+            if not await self._play(record, turn_no, "idle", ()):
                 return
-            self._position += 1
-            self.script.advance(self._position)
-            if self._resumable:
-                handle = self.script.issue_handle(self._session_id, self._position)
-                self.record.handles_issued.append(handle)
-                self.send(wire.resumption_update(handle))
+
+    async def _play(
+        self, record: TurnRecord, turn_no: int, start: Phase, pending: tuple[str, ...]
+    ) -> bool:
+        """Play one turn; False once the connection is closing."""
+        index = record.scenario_turn
+        if index is None:
+            self.fault("scenario_exhausted", turn_no, "no scripted turn left; set loop = true")
+
+            def finished() -> None:
+                record.finished = True
+
+            self.send(wire.server_content(turn_complete=True), finished)
+            return True
+        spec, audio = self.script.turn(index)
+        self.listener.start_response()
+        try:
+            outcome = await play_turn(
+                self, spec, audio, record, turn_no, index, start=start, pending=pending
+            )
+        finally:
+            self.listener.end_response()
+        if outcome == "closed":
+            return False
+        self._position += 1
+        self.script.advance(self._position)
+        self._issue_handle("idle")
+        return True

@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from device.sim import wire
+from device.sim.auth_tokens import TokenServer, TokenStore
 from device.sim.connection import Connection
 from device.sim.record import ConnectionRecord, EmulatorRecord, Watch
 from device.sim.reply_audio import render_turn_audio
@@ -71,6 +72,9 @@ class Emulator:
         self._script: Script | None = None
         self._watch: Watch | None = None
         self._ca_file = self.workdir / "tls" / "ca.pem"
+        # Ephemeral tokens: minted over REST (`rest_url`), checked on the Constrained endpoint.
+        self.tokens = TokenStore()
+        self._token_server: TokenServer | None = None
 
     # Addresses.
 
@@ -89,6 +93,14 @@ class Emulator:
     def _client_host(self) -> str:
         # A wildcard listener is reached on loopback.
         return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+
+    @property
+    def rest_url(self) -> str:
+        """Base URL of the REST side (`auth_tokens`); it has its own port."""
+        if self._token_server is None:
+            raise RuntimeError("the emulator is not running; await start() first")
+        host = self._client_host()
+        return f"https://{f'[{host}]' if ':' in host else host}:{self._token_server.port}"
 
     @property
     def ws_path(self) -> str:
@@ -135,12 +147,16 @@ class Emulator:
         )
         sockname = self._server.sockets[0].getsockname()
         self._port = int(sockname[1])
+        self._token_server = TokenServer(self.tokens, self.api_key, server_ssl_context(paths))
+        await self._token_server.start(self.host)
         log.info("Live API emulator for scenario %s on %s", self.scenario.name, self.url)
 
     async def stop(self) -> None:
         server, self._server = self._server, None
         if server is None:
             return
+        if self._token_server is not None:
+            await self._token_server.stop()
         server.close()
         await server.wait_closed()
         if self._watch is not None:
@@ -212,6 +228,12 @@ class Emulator:
                 f"no Live API endpoint at {path}; the SDK connects to {WS_PATH} "
                 "(build the client with http_options api_version='v1beta')\n",
             )
+        if match["method"].endswith("Constrained") and match["version"] != "v1alpha":
+            return connection.respond(
+                404,
+                "ephemeral tokens connect through v1alpha only; "
+                "pin HttpOptions(api_version='v1alpha')\n",
+            )
         if match["version"] not in ("v1alpha", "v1beta"):
             return connection.respond(
                 404,
@@ -257,8 +279,14 @@ class Emulator:
         )
         self.record.connections.append(record)
         self._notify()
-        conn = Connection(ws, record, self._script, self._notify)
-        if self.api_key is not None and record.api_key != self.api_key:
+        constrained = urlsplit(ws.request.path).path.endswith("Constrained")
+        if constrained:
+            # An ephemeral token, never the API key, opens this endpoint.
+            auth = ws.request.headers.get("authorization", "")
+            record.api_key = auth.removeprefix("Token ") if auth.startswith("Token ") else None
+        gate = self.tokens.admit if constrained else None
+        conn = Connection(ws, record, self._script, self._notify, gate)
+        if not constrained and self.api_key is not None and record.api_key != self.api_key:
             # Like the service, answer the setup with the close: a client that is still
             # sending its setup then sees the close code rather than a broken pipe.
             with contextlib.suppress(ConnectionClosed, TimeoutError):

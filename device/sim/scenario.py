@@ -51,6 +51,8 @@ class TurnSpec(_Model):
     close_after_tool_response: int | None = Field(default=None, ge=1000, le=4999)
     stall_after_tool_response: bool = False
     cancel_tool_calls: bool = False
+    # goAway (timeLeft = goaway_time_left_s / speed, wall clock) after this much reply audio.
+    goaway_after_ms: int | None = Field(default=None, ge=0)
     audio_chunk_ms: int = Field(default=40, ge=5, le=2000)
     audio_jitter_ms: int = Field(default=0, ge=0, le=2000)
     audio_pace: float = Field(default=1.0, gt=0, le=1000)

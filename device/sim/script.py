@@ -26,6 +26,7 @@ _NO_FAULTS = {
     "close_after_tool_response": None,
     "stall_after_tool_response": False,
     "cancel_tool_calls": False,
+    "goaway_after_ms": None,
 }
 
 Phase = Literal["idle", "tools", "reply"]

@@ -58,6 +58,9 @@ class TurnChannel(Protocol):
     def checkpoint(self, phase: Phase, pending: tuple[str, ...] = ()) -> None:
         """Issue a mid-turn resumption handle (when the scenario asks for them)."""
 
+    def go_away(self, detail: str) -> None:
+        """Send goAway now and close the connection when its timeLeft has passed."""
+
 
 async def _pause(channel: TurnChannel, seconds: float) -> bool:
     """Sleep, but wake early on a barge-in. True when the user barged in."""
@@ -186,6 +189,7 @@ async def play_turn(
     if candidates:
         stop_at, _, fault = min(candidates)
 
+    goaway_at = None if spec.goaway_after_ms is None else spec.goaway_after_ms * per_ms
     chunk = max(1, spec.audio_chunk_ms * per_ms)
     n_chunks = -(-samples // chunk)
     pieces = wire.transcript_pieces(spec.reply_text) if channel.wants_output_transcription else []
@@ -219,10 +223,10 @@ async def play_turn(
     # Chunks follow an absolute schedule from the first one, so sleep overshoot never adds up;
     # jitter makes single chunks late without delaying the ones after them.
     loop = asyncio.get_running_loop()
-    start = loop.time()
+    began = loop.time()
     pos, index = 0, 0
     while pos < stop_at:
-        due = start + pos / OUTPUT_RATE / rate
+        due = began + pos / OUTPUT_RATE / rate
         if spec.audio_jitter_ms:
             due += rng.uniform(0, spec.audio_jitter_ms) / 1000 / scenario.speed
         if await _pause(channel, due - loop.time()):
@@ -238,8 +242,11 @@ async def play_turn(
         else:
             channel.send(wire.server_content(audio=pcm, output_text=text), add_audio(pcm, text))
         pos, index = end, index + 1
+        if goaway_at is not None and pos >= goaway_at:
+            goaway_at = None
+            channel.go_away(f"after {spec.goaway_after_ms} ms of reply audio")
     # The reply is over when its audio would have finished playing.
-    if await _pause(channel, start + pos / OUTPUT_RATE / rate - loop.time()) and pos < samples:
+    if await _pause(channel, began + pos / OUTPUT_RATE / rate - loop.time()) and pos < samples:
         return interrupted()
 
     if fault == "interrupt":

@@ -53,6 +53,11 @@ def to_snake(key: str) -> str:
     return _CAMEL_BOUNDARY.sub("_", key).lower()
 
 
+def to_snake_path(path: str) -> str:
+    """`generationConfig.responseModalities` -> `generation_config.response_modalities`."""
+    return ".".join(to_snake(part) for part in path.strip().split("."))
+
+
 def normalize_keys(value: Any) -> Any:
     """Return `value` with every field name in snake_case, leaving data-valued maps untouched."""
     if isinstance(value, list):

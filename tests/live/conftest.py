@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import wave
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +14,10 @@ import pytest
 from device.appliance import Appliance
 from device.audio.sink import AudioSink, WavSink
 from device.audio.source import AudioSource, WavSource
+from device.audio.wavio import read_wav
 from device.config import REPO_CONFIG_DIR, Settings, settings_from_dict
 from device.events import Event, EventBus, State, StateChanged
-from device.live.connect import build_client, build_connect_config, read_instructions
-from device.live.session import Connector
+from device.live.connect import LiveConnector, read_instructions
 from device.service.eventlog import EventLog
 from device.sim.emulator import Emulator
 from device.sim.scenario import Scenario
@@ -60,6 +61,21 @@ class Rig:
     tools: Any
     event_log: EventLog
     states: list[State]
+    runner: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Run the appliance (its mic loop) in the background."""
+        self.runner = asyncio.create_task(self.appliance.run())
+        await asyncio.sleep(0)
+
+    async def finish(self, timeout_s: float = 30.0) -> None:
+        """Hang up, wait until the appliance settled, stop it and close the event log."""
+        self.appliance.hang_up("test over")
+        await self.wait_until_idle_after_session(timeout_s)
+        if self.runner is not None:
+            self.runner.cancel()
+            await asyncio.gather(self.runner, return_exceptions=True)
+        self.event_log.close()
 
     async def wait_until_idle_after_session(self, timeout_s: float = 30.0) -> None:
         """Until a session has closed and the appliance settled in idle or error."""
@@ -68,7 +84,33 @@ class Rig:
                 await events.get()
 
     def _settled(self) -> bool:
-        return State.CLOSING in self.states and self.states[-1] in (State.IDLE, State.ERROR)
+        return State.CLOSING in self.states and self.states[-1] in (
+            State.IDLE,
+            State.ERROR,
+            State.OFFLINE,
+        )
+
+
+@pytest.fixture
+def mic_script(tmp_path: Path) -> Callable[..., tuple[Path, bytes]]:
+    """A worker who asks the demo question `times` times, `gap_s` of silence after each.
+
+    Returns the WAV (for a WavSource) and its 16 kHz PCM, which is what the microphone sends.
+    """
+
+    def make(times: int, gap_s: float, lead_s: float = 0.0) -> tuple[Path, bytes]:
+        question = read_wav(REQUEST_WAV, 16000)
+        gap = bytes(2 * int(gap_s * 16000))
+        pcm = bytes(2 * int(lead_s * 16000)) + (question + gap) * times
+        path = tmp_path / f"mic-{times}x{gap_s:g}.wav"
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(16000)
+            out.writeframes(pcm)
+        return path, pcm
+
+    return make
 
 
 def live_settings(emulator: Emulator, tmp_path: Path, **live: Any) -> Settings:
@@ -85,19 +127,14 @@ def live_settings(emulator: Emulator, tmp_path: Path, **live: Any) -> Settings:
     )
 
 
-def connector(settings: Settings, tools: Any) -> Callable[[str | None], Connector]:
-    client = build_client(settings, "test-key")
-
-    def factory(handle: str | None) -> Connector:
-        config = build_connect_config(
-            settings,
-            instructions=read_instructions(settings),
-            function_declarations=tools.declarations(),
-            resumption_handle=handle,
-        )
-        return lambda: client.aio.live.connect(model=settings.live.model, config=config)  # type: ignore[return-value]
-
-    return factory
+def connector(settings: Settings, tools: Any, api_key: str = "test-key") -> LiveConnector:
+    """The device's own connector factory: resumes by handle, probes, carries the cues."""
+    return LiveConnector(
+        settings,
+        instructions=read_instructions(settings),
+        declarations=tools.declarations(),
+        api_key=api_key,
+    )
 
 
 @pytest.fixture
@@ -116,11 +153,17 @@ async def rig_factory(
         speaker: AudioSink | None = None,
         mic: AudioSource | None = None,
         tools: Callable[[EventBus], Any] | None = None,
+        api_key: str = "test-key",
+        emulator_key: str = "test-key",
+        make_connector: Callable[[Settings, Any], Any] | None = None,
+        emulator: Emulator | None = None,
         **live: Any,
     ) -> Rig:
-        emulator = Emulator(scenario, workdir=workdir, api_key="test-key")
-        await emulator.start()
-        emulators.append(emulator)
+        """`emulator`: one the test started (and stops) itself; otherwise one is made here."""
+        if emulator is None:
+            emulator = Emulator(scenario, workdir=workdir, api_key=emulator_key)
+            await emulator.start()
+            emulators.append(emulator)
         settings = live_settings(emulator, tmp_path, **live)
         bus = EventBus()
         states: list[State] = []
@@ -141,7 +184,11 @@ async def rig_factory(
             mic=mic,
             speaker=speaker,
             tools=made_tools,
-            connector=connector(settings, made_tools),
+            connector=(
+                make_connector(settings, made_tools)
+                if make_connector is not None
+                else connector(settings, made_tools, api_key)
+            ),
             model=settings.live.model,
             manual_turns=settings.live.turn_detection == "manual",
             idle_timeout_s=settings.live.idle_timeout_s,

@@ -1,0 +1,262 @@
+"""The daemon idling on the wake word: its CPU against bare openWakeWord, its memory, and how
+fast it shows `listening` once the wake word is heard.
+
+    python -m device.bench.idle_wake              # 60 s of idle audio
+    python -m device.bench.idle_wake --seconds 20
+
+The real daemon (`python -m device.cli run`) runs with the wake word on, its microphone a WAV
+paced in real time: floor noise with occasional warehouse talk (never the wake word), then
+"hey jarvis" and a request. While it idles, its CPU time is read from /proc; in the same run,
+bare `openwakeword.Model.predict` processes the same audio in 80 ms frames in this process. The
+ratio is the daemon's whole cost of listening (capture, fan-out, echo stage, detector thread,
+event loop, everything else it runs) over the inference it cannot avoid. Then the wake phrase
+arrives, and the daemon's own metrics (`wake_detect_ms`, `wake_to_listening_ms` in its event
+log) say how long the listening state took. The Live endpoint is never reachable, so the
+session that follows fails; that is not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device.bench.wake import _idle_audio, _print
+from device.config import REPO_CONFIG_DIR
+from device.service.control import request
+from device.sim.speech import noise, synthesize_parts
+from device.wake.detector import FRAME_SAMPLES, SAMPLE_RATE
+from device.wake.download import Downloader
+from device.wake.models import ModelSet, fetch_models
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
+
+
+def _write_wav(path: Path, samples: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(samples.astype("<i2").tobytes())
+
+
+def _config(workdir: Path, mic: Path, state: Path, echo: str, wake: bool = True) -> Path:
+    (workdir / "api-key").write_text("bench-key-not-secret")
+    (workdir / "inventory-token").write_text("bench-token-unused")
+    path = workdir / "config.toml"
+    path.write_text(
+        f"""
+[device]
+id = "bench-idle-wake"
+state_dir = "{state}"
+control_socket = "{workdir / "control.sock"}"
+event_log = "{workdir / "events.jsonl"}"
+log_level = "warning"
+[live]
+base_url = "https://127.0.0.1:9"
+api_key_file = "{workdir / "api-key"}"
+instructions = "{REPO_CONFIG_DIR / "instructions.md"}"
+connect_timeout_s = 2.0
+[audio]
+input = "wav"
+input_wav = "{mic}"
+output = "wav"
+output_wav = "{workdir / "reply.wav"}"
+[wake]
+enabled = {"true" if wake else "false"}
+[echo]
+mode = "{echo}"
+[gpio]
+pin_factory = "mock"
+[tools]
+token_file = "{workdir / "inventory-token"}"
+[metrics]
+enabled = false
+"""
+    )
+    return path
+
+
+def _wait_idle(process: subprocess.Popen[bytes], socket: Path, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
+            raise RuntimeError(f"the daemon exited with {process.returncode}: {tail}")
+        if socket.exists():
+            try:
+                if request(socket, "status").get("state") == "idle":
+                    return
+            except (ConnectionError, OSError, ValueError):
+                pass
+        time.sleep(0.1)
+    raise RuntimeError("the daemon did not reach idle within 60 s")
+
+
+def _metrics(log: Path) -> dict[str, float]:
+    found: dict[str, float] = {}
+    if not log.exists():
+        return found
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("kind") == "metric" and str(record.get("name", "")).startswith("wake"):
+            found[str(record["name"])] = float(record["value"])
+        if record.get("kind") == "wake_end":
+            found["wake_end_refine_ms"] = float(record["took_ms"])
+    return found
+
+
+def bare_predict_cpu_s(model_set: ModelSet, audio: np.ndarray, *, paced: bool = False) -> float:
+    """CPU seconds `Model.predict` spends on `audio` in 80 ms frames: back to back, or `paced`
+    like a microphone (one frame every 80 ms, on a thread of its own; cold caches between
+    frames cost more, as they do in the daemon)."""
+    if paced:
+        result: list[float] = []
+        worker = threading.Thread(target=lambda: result.append(_predict(model_set, audio, True)))
+        worker.start()
+        worker.join()
+        return result[0]
+    return _predict(model_set, audio, False)
+
+
+def _predict(model_set: ModelSet, audio: np.ndarray, paced: bool) -> float:
+    from openwakeword.model import Model
+
+    melspec, embedding = model_set.feature_paths("onnx")
+    model = Model(
+        wakeword_models=[str(model_set.get("hey_jarvis", "onnx").path)],
+        inference_framework="onnx",
+        melspec_model_path=str(melspec),
+        embedding_model_path=str(embedding),
+    )
+    frames = [audio[i : i + FRAME_SAMPLES] for i in range(0, audio.size, FRAME_SAMPLES)]
+    start, began = time.thread_time(), time.monotonic()
+    for index, frame in enumerate(frames):
+        if paced:
+            time.sleep(max(0.0, began + index * FRAME_SAMPLES / SAMPLE_RATE - time.monotonic()))
+        model.predict(frame)
+    return time.thread_time() - start
+
+
+def measure(
+    workdir: Path, model_set: ModelSet, seconds: float, echo: str, *, wake: bool = True
+) -> dict[str, Any]:
+    """One daemon run: warm up, idle `seconds` (CPU, RSS), then the wake phrase."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "events.jsonl").unlink(missing_ok=True)  # figures from this run only
+    warmup_s = 8.0
+    idle = _idle_audio(warmup_s + seconds + 2.0)
+    speech, _ = synthesize_parts(["hey jarvis", "where is SKU one zero four four one seven"])
+    # A pause before the wake word: openWakeWord misses some phrases that follow talk closely.
+    quiet = np.frombuffer(noise(4.0, level_dbfs=-55, seed=4), "<i2")
+    mic = workdir / "mic.wav"
+    _write_wav(mic, np.concatenate([idle, quiet, np.frombuffer(speech, "<i2"), quiet]))
+    config = _config(workdir, mic, model_set.directory.parent, echo, wake)
+    log = (workdir / "daemon.log").open("wb")
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "GEMINI_API_KEY")}
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "device.cli", "run", "--config", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        _wait_idle(process, workdir / "control.sock", workdir / "daemon.log")
+        # The file starts when the daemon does; measure inside its idle part.
+        time.sleep(max(0.0, warmup_s - (time.monotonic() - started)))
+        cpu0, t0 = cpu_s(process.pid), time.monotonic()
+        time.sleep(seconds)
+        cpu1, t1 = cpu_s(process.pid), time.monotonic()
+        rss = rss_mb(process.pid)
+        # Then the wake phrase: wait for the daemon's own figures in its event log.
+        deadline = time.monotonic() + warmup_s + seconds + 30
+        figures: dict[str, float] = {}
+        while wake and time.monotonic() < deadline and "wake_end_refine_ms" not in figures:
+            time.sleep(0.5)
+            figures = _metrics(workdir / "events.jsonl")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+    wall = t1 - t0
+    measured = idle[round(warmup_s * SAMPLE_RATE) : round((warmup_s + wall) * SAMPLE_RATE)]
+    bare = bare_predict_cpu_s(model_set, measured)
+    paced = bare_predict_cpu_s(model_set, measured, paced=True)
+    daemon = cpu1 - cpu0
+    return {
+        "echo_mode": echo,
+        "wake_word": wake,
+        "idle_seconds": round(wall, 2),
+        "daemon_cpu_s": round(daemon, 3),
+        "bare_predict_cpu_s": round(bare, 3),
+        "bare_predict_paced_cpu_s": round(paced, 3),
+        "ratio": round(daemon / bare, 3) if bare else None,
+        "ratio_to_paced": round(daemon / paced, 3) if paced else None,
+        "daemon_cpu_percent": round(100 * daemon / wall, 2),
+        "bare_predict_cpu_percent": round(100 * bare / wall, 2),
+        "daemon_rss_mb": round(rss, 1),
+        **(
+            {k: round(v, 2) for k, v in figures.items()} or {"wake": "not heard" if wake else "off"}
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m device.bench.idle_wake", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/wv-bench-idle-wake"))
+    parser.add_argument("--echo", default="half_duplex", choices=["half_duplex", "aec", "off"])
+    parser.add_argument(
+        "--baseline", action="store_true", help="also run the daemon with the wake word off"
+    )
+    args = parser.parse_args(argv)
+    cache = Path.home() / ".cache" / "warehouse-voice-bench"
+    model_set = fetch_models(
+        args.workdir / "state", downloader=Downloader(wheel_cache=cache), notify=lambda line: None
+    )
+    t = time.perf_counter()
+    result = measure(args.workdir / args.echo, model_set, args.seconds, args.echo)
+    _print("daemon idling on the wake word", result, time.perf_counter() - t)
+    if args.baseline:
+        t = time.perf_counter()
+        base = measure(args.workdir / "nowake", model_set, args.seconds, args.echo, wake=False)
+        _print("the same daemon with the wake word off", base, time.perf_counter() - t)
+        added = result["daemon_cpu_s"] - base["daemon_cpu_s"]
+        print(
+            f"  the wake word's share of the daemon: {added:.3f} CPU s, "
+            f"{added / result['bare_predict_cpu_s']:.2f}x bare predict, "
+            f"{added / result['bare_predict_paced_cpu_s']:.2f}x paced"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

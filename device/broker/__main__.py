@@ -1,0 +1,5 @@
+import sys
+
+from device.broker.cli import main
+
+sys.exit(main())

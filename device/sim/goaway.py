@@ -1,0 +1,106 @@
+"""goAway and its deadline, on the input-audio clock or the wall clock.
+
+- `goaway_clock = "audio"`: goAway once `goaway_after_s` of input audio arrived on the
+  connection, and the close `goaway_time_left_s` of audio later (as the emulator always did).
+- `goaway_clock = "wall"`: goAway `goaway_after_s / speed` seconds after setupComplete, with
+  `timeLeft = goaway_time_left_s / speed`, and the close when that has passed.
+- A turn's `goaway_after_ms` fault sends it mid-reply, with the wall-clock deadline.
+
+The fault record says which turn's reply was in progress (`during_turn`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+from device.sim import wire
+from device.sim.record import ConnectionRecord
+from device.sim.scenario import Scenario
+
+_DEADLINE_REASON = "Deadline expired before operation could complete."
+
+
+class GoAwayChannel(Protocol):
+    scenario: Scenario
+    record: ConnectionRecord
+
+    def send(self, payload: dict[str, Any], on_sent: Any = None) -> None: ...
+
+    def close(self, code: int, reason: str, on_closed: Any = None) -> None: ...
+
+    def fault(
+        self, kind: str, turn: int | None, detail: str = "", during_turn: int | None = None
+    ) -> None: ...
+
+
+class GoAway:
+    def __init__(self, channel: GoAwayChannel) -> None:
+        self._channel = channel
+        self._sent = False
+        self._deadline_queued = False
+        self._timers: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        """The connection is set up: start the wall clock, if that is the scenario's."""
+        scenario = self._channel.scenario
+        if scenario.goaway_after_s is not None and scenario.goaway_clock == "wall":
+            self._timer(self._wall(scenario.goaway_after_s / scenario.speed))
+
+    def stop(self) -> list[asyncio.Task[None]]:
+        timers = list(self._timers)
+        for task in timers:
+            task.cancel()
+        return timers
+
+    def now(self, detail: str) -> None:
+        """Send goAway now; close once its timeLeft (wall clock) has passed."""
+        channel = self._channel
+        left = channel.scenario.goaway_time_left_s / channel.scenario.speed
+        self._sent = True
+        channel.fault("goaway", None, detail, self._turn_in_progress())
+        channel.send(wire.go_away(round(left, 3)))
+        self._timer(self._deadline(left))
+
+    def audio_arrived(self) -> None:
+        """The audio clock: check after each piece of input audio."""
+        channel = self._channel
+        scenario = channel.scenario
+        after = scenario.goaway_after_s
+        if after is None or scenario.goaway_clock != "audio":
+            return
+        rate = channel.record.audio_rate or wire.DEFAULT_INPUT_RATE
+        elapsed = channel.record.audio_samples / rate
+        if not self._sent and elapsed >= after:
+            self._sent = True
+            channel.fault(
+                "goaway", None, f"after {elapsed:.3f} s of input audio", self._turn_in_progress()
+            )
+            channel.send(wire.go_away(scenario.goaway_time_left_s))
+        elif (
+            self._sent
+            and not self._deadline_queued
+            and elapsed >= after + scenario.goaway_time_left_s
+        ):
+            self._deadline_queued = True
+            channel.fault("goaway_deadline", None, f"after {elapsed:.3f} s of input audio")
+            channel.close(scenario.goaway_close_code, _DEADLINE_REASON)
+
+    async def _wall(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self.now("wall clock")
+
+    async def _deadline(self, left: float) -> None:
+        await asyncio.sleep(left)
+        self._channel.fault("goaway_deadline", None, "wall clock", self._turn_in_progress())
+        self._channel.close(self._channel.scenario.goaway_close_code, _DEADLINE_REASON)
+
+    def _turn_in_progress(self) -> int | None:
+        turns = self._channel.record.turns
+        return len(turns) - 1 if turns and not turns[-1].finished else None
+
+    def _timer(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro, name="emulator-goaway")
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)

@@ -1,0 +1,341 @@
+"""The wake loop: capture frames into the detector, hits to the appliance, the end refined.
+
+The listener takes every frame of the one capture stream (its own subscription, so a slow
+inference never holds capture up), feeds the detector, whose inference runs on its own thread,
+and on a hit does two things in order:
+
+1. at once: publishes `WakeDetected` and calls `on_wake(hit)`, which opens the session and
+   publishes the listening state. Two metrics are published: `wake_detect_ms`, from the arrival
+   of the frame that completed the wake word to the detector's decision, and
+   `wake_to_listening_ms`, from that decision to the listening state;
+2. once ~300 ms more audio has arrived: finds where the wake word really ended
+   (`device.wake.endpoint`, on a worker thread), publishes `WakeEndFound` and calls
+   `on_end(sample)`, from which the appliance sends the pre-roll, wake word trimmed off.
+
+`on_end` is always called after `on_wake`, even if refining fails or the microphone stops.
+While the device speaks (and for `speaking_tail_s` after) the detector is suppressed, unless
+`ignore_while_speaking` is off (full-duplex devices with echo cancellation may want it).
+All offsets are capture stream offsets (`device.audio.capture.Frame.start`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+import numpy as np
+
+from device.audio import CAPTURE_RATE, SAMPLE_WIDTH
+from device.audio.capture import Capture, Frame
+from device.config import Settings
+from device.events import (
+    ErrorRaised,
+    Event,
+    EventBus,
+    Metric,
+    State,
+    StateChanged,
+    WakeDetected,
+)
+from device.wake.detector import WakeDetector, WakeHit, WakeModelSpec
+from device.wake.download import FetchError
+from device.wake.endpoint import EndEstimate, EndFinder, needed_after, needed_before
+from device.wake.models import load_models
+
+log = logging.getLogger(__name__)
+
+# Wait at most this long (wall clock) for the audio after a hit before refining without it.
+_END_WAIT_S = 1.0
+_MAX_GAP_S = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WakeEndFound(Event):
+    """Where the wake word ended (capture offset), and how that was found."""
+
+    kind: ClassVar[str] = "wake_end"
+    model: str
+    end_sample: int
+    detector_end_sample: int
+    method: str  # "sibilant" (refined) or "detector"
+    took_ms: float
+
+
+@dataclass(frozen=True)
+class WakeTiming:
+    """Latencies of one hit. The clock starts when the capture frame that completed the wake
+    word arrived from the microphone."""
+
+    detected_ms: float  # the detector had decided (inference on its thread, and any backlog)
+    listening_ms: float  # the listening state was published (or `on_wake` returned without it)
+
+    @property
+    def detection_to_listening_ms(self) -> float:
+        return self.listening_ms - self.detected_ms
+
+
+class WakeListener:
+    def __init__(
+        self,
+        detector: WakeDetector,
+        capture: Capture,
+        *,
+        bus: EventBus,
+        on_wake: Callable[[WakeHit], None],
+        on_end: Callable[[int], None],
+        speaking: Callable[[], bool] = lambda: False,
+        ignore_while_speaking: bool = True,
+        speaking_tail_s: float = 0.3,
+        finders: Mapping[str, EndFinder] | None = None,
+        history_s: float = 4.0,
+    ) -> None:
+        self.detector = detector
+        self.capture = capture
+        self.bus = bus
+        self.on_wake = on_wake
+        self.on_end = on_end
+        self.speaking = speaking
+        self.ignore_while_speaking = ignore_while_speaking
+        self.tail_samples = round(speaking_tail_s * CAPTURE_RATE)
+        self.finders = dict(finders or {})
+        self.timings: list[WakeTiming] = []
+        self.hits: list[WakeHit] = []
+        self.suppressed_samples = 0
+        self._history = bytearray()
+        self._history_start = 0
+        self._history_max = round(history_s * CAPTURE_RATE) * SAMPLE_WIDTH
+        self._base: int | None = None  # capture offset of the detector's sample 0
+        self._quiet_for = self.tail_samples  # samples since the device last spoke
+        self._pending: tuple[WakeHit, float] | None = None
+        self._refining: set[asyncio.Task[None]] = set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wake-end")
+
+    async def load(self) -> None:
+        """Load the models now (about a second) rather than when `run` starts."""
+        await self.detector.load()
+
+    async def close(self) -> None:
+        await self.detector.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self) -> None:
+        """Listen until cancelled."""
+        try:
+            with self.capture.subscribe() as frames:
+                # Subscribed first: what is said while the models load is queued, not lost.
+                await self.detector.load()
+                while True:
+                    timeout = None
+                    if self._pending is not None:
+                        timeout = max(0.0, self._pending[1] + _END_WAIT_S - time.monotonic())
+                    try:
+                        frame = await asyncio.wait_for(frames.get(), timeout)
+                    except TimeoutError:
+                        self._refine_pending()
+                        continue
+                    gap = frames.gap_before(frame)
+                    if gap:
+                        await self._fill(gap, frame.start)
+                    await self._take(frame)
+        finally:
+            for task in self._refining:
+                task.cancel()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _fill(self, gap: int, next_start: int) -> None:
+        """Audio was dropped: feed silence so detector offsets keep matching capture offsets."""
+        log.warning("wake listener fell %d samples behind; they were dropped", gap)
+        fed = min(gap, round(_MAX_GAP_S * CAPTURE_RATE))
+        if self._base is not None:
+            self._base += gap - fed  # what is not fed at all shifts the mapping instead
+        await self._take(Frame(next_start - fed, bytes(SAMPLE_WIDTH * fed)))
+
+    async def _take(self, frame: Frame) -> None:
+        if self._base is None:
+            self._base = frame.start - self.detector.samples_seen
+        self._remember(frame)
+        if self.speaking():
+            self._quiet_for = 0
+        else:
+            self._quiet_for += frame.samples
+        suppress = self.ignore_while_speaking and self._quiet_for < self.tail_samples
+        if suppress:
+            self.suppressed_samples += frame.samples
+        self.detector.suppressed = suppress
+        hit = await self.detector.process(frame.pcm)
+        if hit is not None:
+            self._woke(self._to_capture(hit), frame)
+        if self._pending is not None and self._history_end >= needed_after(self._pending[0]):
+            self._refine_pending()
+
+    def _to_capture(self, hit: WakeHit) -> WakeHit:
+        base = self._base or 0
+        return replace(
+            hit, end_sample=hit.end_sample + base, detected_sample=hit.detected_sample + base
+        )
+
+    def _woke(self, hit: WakeHit, frame: Frame) -> None:
+        detected = time.monotonic()
+        self.hits.append(hit)
+        log.info(
+            "wake word %s (score %.2f) ending near sample %d", hit.model, hit.score, hit.end_sample
+        )
+        self.bus.publish(WakeDetected(model=hit.model, score=hit.score, end_sample=hit.end_sample))
+        if self._pending is not None:
+            # A second hit before the first was refined: settle the first one now.
+            self._refine_pending()
+        self._pending = (hit, detected)
+        published: list[float] = []
+
+        def listening_state(event: Event) -> None:
+            if isinstance(event, StateChanged) and event.state == State.LISTENING:
+                published.append(event.mono)  # stamped when it was published
+
+        unsubscribe = self.bus.subscribe(listening_state)
+        try:
+            self.on_wake(hit)
+        finally:
+            unsubscribe()
+            listening = published[0] if published else time.monotonic()
+            arrived = frame.at or detected
+            timing = WakeTiming(
+                detected_ms=1000 * (detected - arrived), listening_ms=1000 * (listening - arrived)
+            )
+            self.timings.append(timing)
+            labels = {"model": hit.model}
+            self.bus.publish(
+                Metric(name="wake_detect_ms", value=round(timing.detected_ms, 3), labels=labels)
+            )
+            self.bus.publish(
+                Metric(
+                    name="wake_to_listening_ms",
+                    value=round(timing.detection_to_listening_ms, 3),
+                    labels=labels,
+                )
+            )
+        if hit.model not in self.finders:
+            self._refine_pending()
+
+    # -- the end of the wake word ------------------------------------------------------------
+
+    @property
+    def _history_end(self) -> int:
+        return self._history_start + len(self._history) // SAMPLE_WIDTH
+
+    def _remember(self, frame: Frame) -> None:
+        if self._history_end != frame.start:
+            self._history.clear()
+            self._history_start = frame.start
+        self._history += frame.pcm
+        excess = len(self._history) - self._history_max
+        if excess > 0:
+            del self._history[:excess]
+            self._history_start += excess // SAMPLE_WIDTH
+
+    def _refine_pending(self) -> None:
+        if self._pending is None:
+            return
+        hit, _ = self._pending
+        self._pending = None
+        finder = self.finders.get(hit.model)
+        if finder is None:
+            self._settle(hit, EndEstimate(hit.end_sample, "detector"), 0.0)
+            return
+        start = max(self._history_start, needed_before(hit))
+        offset = (start - self._history_start) * SAMPLE_WIDTH
+        audio = np.frombuffer(bytes(self._history[offset:]), dtype="<i2")
+        task = asyncio.create_task(self._locate(finder, hit, audio, start), name="wake-end")
+        self._refining.add(task)
+        task.add_done_callback(self._refining.discard)
+
+    async def _locate(
+        self, finder: EndFinder, hit: WakeHit, audio: np.ndarray, origin: int
+    ) -> None:
+        started = time.perf_counter()
+        estimate = EndEstimate(hit.end_sample, "detector")
+        try:
+            loop = asyncio.get_running_loop()
+            estimate = await loop.run_in_executor(self._executor, finder.locate, audio, origin, hit)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("refining the wake word's end failed; using the detector's estimate")
+        self._settle(hit, estimate, 1000 * (time.perf_counter() - started))
+
+    def _settle(self, hit: WakeHit, estimate: EndEstimate, took_ms: float) -> None:
+        self.bus.publish(
+            WakeEndFound(
+                model=hit.model,
+                end_sample=estimate.sample,
+                detector_end_sample=hit.end_sample,
+                method=estimate.method,
+                took_ms=round(took_ms, 1),
+            )
+        )
+        self.on_end(estimate.sample)
+
+
+def build_listener(
+    settings: Settings,
+    *,
+    bus: EventBus,
+    capture: Capture,
+    on_wake: Callable[[WakeHit], None],
+    on_end: Callable[[int], None],
+    speaking: Callable[[], bool],
+) -> WakeListener | None:
+    """The daemon's listener from `[wake]`, or None when the wake word is off or cannot run
+    (then an `ErrorRaised` says why, and the device works by button)."""
+    wake = settings.wake
+    if not wake.enabled:
+        return None
+    if settings.live.turn_detection == "manual":
+        log.warning("wake word off: live.turn_detection = manual marks turns by button only")
+        return None
+    try:
+        model_set = load_models(settings.device.state_dir)
+        files = [model_set.get(name) for name in wake.models]
+    except (FetchError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        log.error("wake word off: %s", message)
+        bus.publish(ErrorRaised(where="wake", message=f"wake word off: {message}"))
+        return None
+    specs = []
+    for file in files:
+        own = wake.model(file.name)
+        assert own.threshold is not None and own.refractory_s is not None
+        specs.append(
+            WakeModelSpec(
+                name=file.name,
+                path=file.path,
+                threshold=own.threshold,
+                refractory_s=own.refractory_s,
+                end_latency_s=own.end_latency_s,
+            )
+        )
+    framework = specs[0].framework
+    melspec, embedding = model_set.feature_paths(framework)
+    detector = WakeDetector(specs, melspec_path=melspec, embedding_path=embedding)
+    finders: dict[str, EndFinder] = {}
+    if wake.trim and framework == "onnx":
+        finders = {
+            spec.name: EndFinder(spec.path, melspec_path=melspec, embedding_path=embedding)
+            for spec in specs
+        }
+    return WakeListener(
+        detector,
+        capture,
+        bus=bus,
+        on_wake=on_wake,
+        on_end=on_end,
+        speaking=speaking,
+        ignore_while_speaking=wake.ignore_while_speaking,
+        # The room rings on after the speaker stops, as long as the echo gate allows for.
+        speaking_tail_s=settings.echo.tail_ms / 1000,
+        finders=finders,
+    )

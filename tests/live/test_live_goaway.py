@@ -1,0 +1,134 @@
+"""GoAway: the reply in progress plays to its end, then a resumed connection carries on; the
+hard deadline fires on the clock even when the server says nothing more."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device.audio.source import WavSource
+from device.events import State
+from device.service.eventlog import read_events
+from device.sim.scenario import Scenario, ToolCallSpec, TurnSpec
+
+pytestmark = pytest.mark.slow
+
+FIND = ToolCallSpec(id="call-1", name="find_item", args={"sku": "104417"})
+
+
+def played(path: Path) -> bytes:
+    with wave.open(str(path), "rb") as wav:
+        return wav.readframes(wav.getnframes())
+
+
+def two_turns(first: dict[str, Any], **session: Any) -> Scenario:
+    return Scenario(
+        name="goaway-test",
+        turns=[
+            TurnSpec(
+                user_transcript="Where is SKU 104417?",
+                tool_calls=[FIND],
+                reply_text="Aisle twelve, bay three, level B, forty units.",
+                **first,
+            ),
+            TurnSpec(user_transcript="Thanks.", reply_text="You're welcome."),
+        ],
+        **session,
+    )
+
+
+async def test_goaway_mid_reply_finishes_the_reply_then_resumes(  # type: ignore[no-untyped-def]
+    rig_factory, mic_script, tmp_path: Path
+) -> None:
+    # goAway comes one second into the 3.4 s reply, with plenty of time left.
+    scenario = two_turns({"goaway_after_ms": 1000}, speed=3.0, goaway_time_left_s=60.0)
+    wav, _ = mic_script(2, gap_s=14.0)
+    rig = await rig_factory(
+        scenario, mic=WavSource(wav, speed=8, tail_silence_s=None), idle_timeout_s=10.0
+    )
+    await rig.start()
+    rig.appliance.tap()
+    emu = rig.emulator
+    await emu.wait_for(lambda r: len(r.finished_turns) >= 2, timeout_s=60, what="two turns")
+    await rig.finish()
+
+    first, *later = emu.record.connections
+    goaway = next(f for f in first.faults if f.kind == "goaway")
+    assert goaway.during_turn == 0, "goAway must land while the first reply is in progress"
+    assert first.turns[0].finished and not first.turns[0].interrupted
+    assert first.turns[0].generation_complete
+    # The device left on its own, at the turn boundary, long before the server's deadline.
+    assert first.closed_by == "client"
+    assert "goaway_deadline" not in [f.kind for f in emu.record.faults]
+    # It resumed with the newest handle, and the next turn ran on the resumed connection.
+    assert len(later) == 1
+    assert later[0].resumption_handle == first.handles_issued[-1]
+    assert later[0].resumed_phase == "idle"
+    assert not [f for f in emu.record.faults if f.kind == "stale_handle"]
+    assert [t.scenario_turn for t in later[0].turns] == [1]
+    # Both replies played whole, once each, in order.
+    assert played(tmp_path / "reply.wav") == b"".join(emu.record.reply_pcm)
+    # One conversation: no second wake or press, no error, no reconnecting state.
+    assert rig.states == [
+        State.IDLE,
+        State.LISTENING,
+        State.CONNECTING,
+        State.CONVERSING,
+        State.CLOSING,
+        State.IDLE,
+    ]
+    events = read_events(tmp_path / "events.jsonl")
+    started = [e for e in events if e["kind"] == "session_started"]
+    assert [e["resumed"] for e in started] == [False, True]
+    assert len({e["session_id"] for e in started}) == 1
+    assert not [e for e in events if e["kind"] == "error"]
+
+
+async def test_goaway_deadline_fires_without_another_server_message(  # type: ignore[no-untyped-def]
+    rig_factory, tmp_path: Path
+) -> None:
+    # After the tool answer the model goes silent on this connection; goAway (wall clock)
+    # says 1.5 s are left. Nothing more comes from the server, so only the device's own
+    # deadline (1.5 s - 1 s margin) can move the conversation on; the server's deadline would
+    # have closed the socket a second later.
+    scenario = Scenario(
+        name="goaway-deadline",
+        speed=1.0,
+        goaway_clock="wall",
+        goaway_after_s=0.4,
+        goaway_time_left_s=1.5,
+        handles_during_tools=True,
+        turns=[
+            TurnSpec(
+                user_transcript="Where is SKU 104417?",
+                tool_calls=[FIND],
+                stall_after_tool_response=True,
+                reply_text="Aisle twelve.",
+            )
+        ],
+    )
+    rig = await rig_factory(
+        scenario, mic_speed=20.0, idle_timeout_s=10.0, goaway_margin_s=1.0, stall_timeout_s=30.0
+    )
+    await rig.start()
+    rig.appliance.press("gpio")
+    emu = rig.emulator
+    await emu.wait_for(lambda r: len(r.finished_turns) >= 1, timeout_s=30, what="the reply")
+    rig.appliance.release("gpio")
+    await rig.finish()
+
+    first, second = emu.record.connections[:2]
+    kinds = [f.kind for f in first.faults]
+    assert "goaway" in kinds and "stall_after_tool_response" in kinds
+    assert "goaway_deadline" not in kinds, "the device must leave before the server's deadline"
+    assert first.closed_by == "client"
+    # The handle issued once the answer was consumed resumes straight into the reply.
+    assert second.resumption_handle == first.handles_issued[-1]
+    assert second.resumed_phase == "reply"
+    assert second.turns[0].finished
+    assert rig.tools.calls == [("call-1", "find_item", {"sku": "104417"})]
+    assert [r.id for r in emu.record.tool_responses] == ["call-1"]
+    assert played(tmp_path / "reply.wav") == emu.reply_audio(0)

@@ -1,0 +1,91 @@
+"""A shift that outlives its connections: goAway every second, many seams, nothing lost."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import pytest
+
+from device.audio.source import WavSource
+from device.events import State
+from device.sim.scenario import Scenario, ToolCallSpec, TurnSpec
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = 6
+
+
+def played(path: Path) -> bytes:
+    with wave.open(str(path), "rb") as wav:
+        return wav.readframes(wav.getnframes())
+
+
+def shift() -> Scenario:
+    turns = [
+        TurnSpec(
+            user_transcript=f"Question {i}.",
+            tool_calls=[ToolCallSpec(id=f"call-{i}", name="find_item", args={"sku": "104417"})]
+            if i % 2 == 0
+            else [],
+            reply_text=f"Answer number {i}.",
+        )
+        for i in range(QUESTIONS)
+    ]
+    # goAway one second (wall clock) into every connection, with five seconds to go.
+    return Scenario(
+        name="long-shift",
+        speed=4.0,
+        goaway_clock="wall",
+        goaway_after_s=4.0,
+        goaway_time_left_s=20.0,
+        turns=turns,
+    )
+
+
+async def test_many_connection_lifetimes_without_a_seam(  # type: ignore[no-untyped-def]
+    rig_factory, mic_script, tmp_path: Path
+) -> None:
+    wav, pcm = mic_script(QUESTIONS, gap_s=8.0)
+    rig = await rig_factory(
+        shift(), mic=WavSource(wav, speed=8, tail_silence_s=None), idle_timeout_s=10.0
+    )
+    await rig.start()
+    rig.appliance.tap()
+    await rig.emulator.wait_for(
+        lambda r: sum(t.generation_complete for t in r.turns) >= QUESTIONS,
+        timeout_s=90,
+        what="every question answered",
+    )
+    await rig.finish()
+    record = rig.emulator.record
+    conns = record.connections
+
+    # At least three connection lifetimes, each ended by the device on a goAway.
+    assert len(conns) >= 3, len(conns)
+    assert all(c.closed_by == "client" for c in conns)
+    kinds = [f.kind for f in record.faults]
+    assert kinds.count("goaway") >= len(conns) - 1
+    assert "goaway_deadline" not in kinds and "stale_handle" not in kinds
+    # The handle chain is unbroken: every connection resumed with the newest handle issued
+    # before it, whichever earlier connection issued it.
+    issued: list[str] = []
+    for conn in conns:
+        if issued:
+            assert conn.resumption_handle == issued[-1]
+        issued += conn.handles_issued
+    # Every question was answered once, in order, and never cut off.
+    answered = [t for t in record.turns if t.generation_complete]
+    assert [t.scenario_turn for t in answered] == list(range(QUESTIONS))
+    assert not [t for t in answered if t.interrupted]
+    assert [r.id for r in record.tool_responses] == ["call-0", "call-2", "call-4"]
+    assert [c[0] for c in rig.tools.calls] == ["call-0", "call-2", "call-4"]
+    # The speaker played exactly the audio the emulator sent for those answers: no sample
+    # lost or repeated at any seam.
+    assert played(tmp_path / "reply.wav") == b"".join(bytes(t.reply_pcm) for t in answered)
+    # And the session heard exactly the microphone: each connection's audio up to the handle
+    # the next one resumed from, then what was re-sent and new.
+    heard = record.session_audio()
+    assert len(heard) >= len(pcm) - 8 * 32000
+    assert heard == (pcm + bytes(len(heard)))[: len(heard)]
+    assert State.ERROR not in rig.states and State.CONNECTING not in rig.states[3:]

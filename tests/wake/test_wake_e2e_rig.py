@@ -1,0 +1,433 @@
+"""The hands-free rig: an appliance with one capture stream, the real wake listener and the Live
+emulator behind the real google-genai client. Shared by the wake end-to-end tests.
+
+(A module of helpers, named so that only the wake tests' own folder imports it; it holds no
+tests.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import wave
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device.appliance import Appliance
+from device.audio.capture import Capture
+from device.audio.resample import Resampler
+from device.audio.sink import AudioSink, WavSink
+from device.audio.source import AudioSource
+from device.config import settings_from_dict
+from device.events import Event, EventBus, Metric, State, StateChanged, WakeDetected
+from device.live.connect import LiveConnector, read_instructions
+from device.sim.emulator import Emulator
+from device.sim.scenario import Scenario
+from device.wake.detector import WakeDetector, WakeHit
+from device.wake.endpoint import EndFinder
+from device.wake.listener import WakeEndFound, WakeListener
+from device.wake.models import ModelSet
+
+RATE = 16_000
+SAMPLE_BYTES = 2
+
+
+@dataclass
+class Tools:
+    calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def declarations(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": "find_item",
+                "description": "Find where an item is stored.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"sku": {"type": "string"}},
+                    "required": ["sku"],
+                },
+            }
+        ]
+
+    async def call(
+        self, *, session_id: str, call_id: str, name: str, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        self.calls.append((call_id, name, args))
+        return {"status": "ok", "speakable": "Aisle twelve, bay three, level B, forty units."}
+
+
+@dataclass
+class HandsFree:
+    appliance: Appliance
+    capture: Capture
+    listener: WakeListener
+    emulator: Emulator
+    bus: EventBus
+    events: list[Event]
+    runner: asyncio.Task[None] | None = None
+
+    @property
+    def states(self) -> list[State]:
+        return [e.state for e in self.events if isinstance(e, StateChanged)]
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    async def start(self) -> None:
+        self.runner = asyncio.create_task(self.appliance.run())
+        await asyncio.sleep(0)
+
+    async def wait_closed(self, timeout_s: float = 60.0) -> None:
+        """Until a session has ended and the appliance is idle again."""
+        async with self.bus.stream() as queue, asyncio.timeout(timeout_s):
+            while not (State.CLOSING in self.states and self.states[-1] == State.IDLE):
+                await queue.get()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.cancel()
+            await asyncio.gather(self.runner, return_exceptions=True)
+
+
+def write_wav(path: Path, pcm: bytes, rate: int = RATE) -> Path:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+    return path
+
+
+@contextlib.asynccontextmanager
+async def hands_free(
+    tmp_path: Path,
+    model_set: ModelSet,
+    scenario: Scenario,
+    mic: AudioSource,
+    *,
+    speaker: AudioSink | None = None,
+    preroll_s: float = 2.0,
+    processor: Any = None,
+    ignore_while_speaking: bool = True,
+    refine: bool = True,
+    retry_s: tuple[float, float] = (0.5, 10.0),
+    **live: Any,
+) -> AsyncIterator[HandsFree]:
+    """An appliance listening for "hey jarvis" on `mic`, wired as the daemon wires it."""
+    workdir = tmp_path / "emulator"
+    async with Emulator(scenario, workdir=workdir, api_key="test-key") as emulator:
+        settings = settings_from_dict(
+            {
+                "device": {"id": "wake-test", "state_dir": str(tmp_path)},
+                "live": {
+                    "base_url": emulator.url,
+                    "ca_file": str(emulator.ca_file),
+                    "idle_timeout_s": 1.0,
+                    **live,
+                },
+            }
+        )
+        tools = Tools()
+        bus = EventBus()
+        events: list[Event] = []
+        bus.subscribe(events.append)
+        sink = speaker or WavSink(tmp_path / "reply.wav", speed=20.0)
+        await sink.open()
+        appliance = Appliance(
+            bus=bus,
+            mic=mic,
+            speaker=sink,
+            tools=tools,
+            connector=LiveConnector(
+                settings,
+                instructions=read_instructions(settings),
+                declarations=tools.declarations(),
+                api_key="test-key",
+            ),
+            model=settings.live.model,
+            manual_turns=settings.live.turn_detection == "manual",
+            idle_timeout_s=settings.live.idle_timeout_s,
+            connect_timeout_s=settings.live.connect_timeout_s,
+        )
+        capture = Capture(
+            mic,
+            bus=bus,
+            preroll_s=preroll_s,
+            processor=processor,
+            retry_initial_s=retry_s[0],
+            retry_max_s=retry_s[1],
+        )
+        detector = WakeDetector.from_model_set(model_set)
+        melspec, embedding = model_set.feature_paths("onnx")
+        finders = (
+            {
+                "hey_jarvis": EndFinder(
+                    model_set.get("hey_jarvis", "onnx").path,
+                    melspec_path=melspec,
+                    embedding_path=embedding,
+                )
+            }
+            if refine
+            else {}
+        )
+        listener = WakeListener(
+            detector,
+            capture,
+            bus=bus,
+            on_wake=appliance.wake,
+            on_end=appliance.wake_ended,
+            speaking=lambda: appliance.speaking,
+            ignore_while_speaking=ignore_while_speaking,
+            finders=finders,
+        )
+        await detector.load()  # as the daemon does before it starts capturing
+        appliance.use_capture(capture, listener.run)
+        rig = HandsFree(appliance, capture, listener, emulator, bus, events)
+        try:
+            yield rig
+        finally:
+            await rig.stop()
+            await appliance.stop()
+            await detector.close()
+            await sink.close()
+            await mic.close()
+
+
+def locate(haystack: bytes, needle: bytes) -> int:
+    """The sample offset at which `needle` occurs in `haystack` (PCM16), or -1."""
+    at = haystack.find(needle)
+    while at != -1 and at % 2:
+        at = haystack.find(needle, at + 1)
+    return at // 2 if at != -1 else -1
+
+
+async def wake_hits(model_set: ModelSet, pcm: bytes) -> list[WakeHit]:
+    """What a fresh detector hears in `pcm` (after 2 s of silence to settle its features)."""
+    hits = []
+    async with WakeDetector.from_model_set(model_set) as detector:
+        audio = bytes(4 * RATE) + pcm + bytes(RATE)
+        for offset in range(0, len(audio), 640):
+            hit = await detector.process(audio[offset : offset + 640])
+            if hit is not None:
+                hits.append(hit)
+    return hits
+
+
+def ms(samples: int) -> float:
+    return 1000 * samples / RATE
+
+
+def peak_level_db(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    return 20 * float(np.log10(max(1.0, float(np.max(np.abs(samples)))) / 32768))
+
+
+class RoomSpeaker:
+    """The room's loudspeaker: an `AudioSink` played by the room's clock, not the wall's.
+
+    Each microphone chunk plays the same stretch of time from the speaker's queue, as a sound
+    card with one crystal for both directions would, so echo tests can run faster than real
+    time and still line up to the sample.
+    """
+
+    def __init__(self, rate: int = 24_000) -> None:
+        self.rate = rate
+        self._queue = bytearray()
+        self._played = 0
+        self._last_played_at: float | None = None
+        self._progress = asyncio.Event()
+        self.flushed_bytes = 0
+
+    @property
+    def playing(self) -> bool:
+        return bool(self._queue)
+
+    @property
+    def played_bytes(self) -> int:
+        return self._played
+
+    @property
+    def last_played_at(self) -> float | None:
+        return self._last_played_at
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._queue.clear()
+        self._progress.set()
+
+    async def __aenter__(self) -> RoomSpeaker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def write(self, pcm: bytes) -> None:
+        self._queue += pcm
+
+    def flush(self) -> int:
+        dropped = len(self._queue)
+        self._queue.clear()
+        self.flushed_bytes += dropped
+        self._progress.set()
+        return dropped
+
+    async def drain(self) -> None:
+        while self._queue:
+            await self._wait()
+
+    async def wait_played(self, nbytes: int) -> None:
+        while self._played < nbytes:
+            await self._wait()
+
+    async def _wait(self) -> None:
+        self._progress.clear()
+        await self._progress.wait()
+
+    def play(self, nbytes: int) -> bytes:
+        """The room's clock ticks: `nbytes` of time pass; returns what was heard (padded)."""
+        out = bytes(self._queue[:nbytes])
+        del self._queue[:nbytes]
+        if out:
+            self._played += len(out)
+            self._last_played_at = time.monotonic()
+        self._progress.set()
+        return out + bytes(nbytes - len(out))
+
+
+class RoomMic:
+    """The room's microphone, an `AudioSource`: the worker's voice, the speaker's echo (delayed,
+    attenuated and smeared by a short reverb) and a noise floor, one chunk per tick of the
+    room's clock, paced at `speed` times real time."""
+
+    def __init__(
+        self,
+        speaker: RoomSpeaker,
+        *,
+        speed: float = 10.0,
+        chunk_ms: int = 20,
+        echo_delay_ms: int = 30,
+        echo_gain_db: float = -15.0,
+        noise_dbfs: float = -60.0,
+        seed: int = 7,
+    ) -> None:
+        self.speaker = speaker
+        self.rate = RATE
+        self.chunk_ms = chunk_ms
+        self.speed = speed
+        self.chunk = RATE * chunk_ms // 1000
+        self.position = 0
+        self._rng = np.random.default_rng(seed)
+        self._noise_rms = 32768 * 10 ** (noise_dbfs / 20)
+        # A direct path plus a decaying tail, as a small room gives.
+        taps = np.zeros(RATE * 80 // 1000)
+        taps[0] = 1.0
+        taps[1:] = self._rng.normal(0, 0.08, taps.size - 1) * np.exp(
+            -np.arange(1, taps.size) / (RATE * 0.015)
+        )
+        self._ir = np.concatenate([np.zeros(RATE * echo_delay_ms // 1000), taps]) * 10 ** (
+            echo_gain_db / 20
+        )
+        self._history = np.zeros(self._ir.size, dtype=np.float64)
+        self._voice = np.zeros(0, dtype=np.float64)  # what the worker still has to say
+        self._resampler = Resampler(speaker.rate, RATE)
+        self._played = bytearray()
+        self._ticked = asyncio.Event()
+        self._closed = False
+        self._delivered = 0
+
+    @property
+    def samples_delivered(self) -> int:
+        return self._delivered
+
+    def say(self, pcm: bytes, gain_db: float = 0.0) -> None:
+        """The worker starts speaking now (mixed over anything they are still saying)."""
+        voice = np.frombuffer(pcm, dtype="<i2").astype(np.float64) * 10 ** (gain_db / 20)
+        if voice.size > self._voice.size:
+            voice[: self._voice.size] += self._voice
+            self._voice = voice
+        else:
+            self._voice[: voice.size] += voice
+
+    @property
+    def talking(self) -> bool:
+        return self._voice.size > 0
+
+    async def wait_quiet(self, after_s: float = 0.0) -> None:
+        """Until the worker has finished, and `after_s` more has passed on the room's clock."""
+        while self.talking:
+            await self._tick()
+        until = self.position + round(after_s * RATE)
+        while self.position < until:
+            await self._tick()
+
+    async def _tick(self) -> None:
+        self._ticked.clear()
+        await self._ticked.wait()
+
+    async def open(self) -> None:
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> RoomMic:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _next(self) -> bytes:
+        n = self.chunk
+        self._played += self._resampler.process(self.speaker.play(n * 3 // 2 * SAMPLE_BYTES))
+        # The resampler hands back a few samples more or less each time: keep the stream whole.
+        take = bytes(self._played[: 2 * n])
+        del self._played[: 2 * n]
+        far = np.frombuffer(take + bytes(2 * n - len(take)), dtype="<i2").astype(np.float64)
+        signal = np.concatenate([self._history, far])
+        full = np.convolve(signal, self._ir, mode="full")
+        echo = full[self._history.size : self._history.size + n]
+        self._history = signal[-self._ir.size :]
+        voice = np.zeros(n)
+        take = min(n, self._voice.size)
+        voice[:take] = self._voice[:take]
+        self._voice = self._voice[take:]
+        noise = self._rng.normal(0, self._noise_rms, n)
+        mixed = np.clip(np.round(voice + echo + noise), -32768, 32767).astype("<i2")
+        self.position += n
+        return mixed.tobytes()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        start, count = loop.time(), 0
+        interval = self.chunk_ms / 1000 / self.speed
+        while not self._closed:
+            count += 1
+            await asyncio.sleep(max(0.0, start + count * interval - loop.time()))
+            chunk = self._next()
+            self._delivered += self.chunk
+            self._ticked.set()
+            yield chunk
+
+
+__all__ = [
+    "RATE",
+    "HandsFree",
+    "Metric",
+    "RoomMic",
+    "RoomSpeaker",
+    "WakeDetected",
+    "WakeEndFound",
+    "hands_free",
+    "locate",
+    "ms",
+    "peak_level_db",
+    "wake_hits",
+    "write_wav",
+]
