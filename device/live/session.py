@@ -330,8 +330,10 @@ class Conversation:
                         self._bus.publish(Speaking(started=True))
                     self.touch()
                     await self._speaker.write(blob.data)
-        if content.output_transcription is not None and content.output_transcription.text:
-            self._model_text.append(content.output_transcription.text)
+        text = content.output_transcription.text if content.output_transcription else None
+        # Words of a reply the worker cut off were never heard: keep them out of the transcript.
+        if text and not self._cutting_reply:
+            self._model_text.append(text)
         if content.turn_complete:
             self._cutting_reply = self._reply_streaming = False
             if self.model_speaking:
