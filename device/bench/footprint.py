@@ -84,7 +84,7 @@ def daemon_idle_rss(workdir: Path, *, settle_s: float = 3.0, samples: int = 5) -
         env={k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"},
     )
     try:
-        _wait_idle(process, workdir / "control.sock", workdir / "daemon.log")
+        wait_idle(process, workdir / "control.sock", workdir / "daemon.log")
         time.sleep(settle_s)
         values = []
         for _ in range(samples):
@@ -101,7 +101,8 @@ def daemon_idle_rss(workdir: Path, *, settle_s: float = 3.0, samples: int = 5) -
         log.close()
 
 
-def _wait_idle(process: subprocess.Popen[bytes], socket: Path, log: Path) -> None:
+def wait_idle(process: subprocess.Popen[bytes], socket: Path, log: Path) -> None:
+    """Until the daemon answers `idle` on its control socket; names its exit if it dies."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from device.bench.footprint import rss_mb, wait_idle
 from device.bench.wake import _idle_audio, _print
 from device.config import REPO_CONFIG_DIR
-from device.service.control import request
 from device.sim.speech import noise, synthesize_parts
 from device.wake.detector import FRAME_SAMPLES, SAMPLE_RATE
 from device.wake.download import Downloader
@@ -45,13 +45,6 @@ def cpu_s(pid: int) -> float:
     """User plus system CPU seconds of a process, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
 
 
 def _write_wav(path: Path, samples: np.ndarray) -> None:
@@ -97,22 +90,6 @@ enabled = false
 """
     )
     return path
-
-
-def _wait_idle(process: subprocess.Popen[bytes], socket: Path, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
-            raise RuntimeError(f"the daemon exited with {process.returncode}: {tail}")
-        if socket.exists():
-            try:
-                if request(socket, "status").get("state") == "idle":
-                    return
-            except (ConnectionError, OSError, ValueError):
-                pass
-        time.sleep(0.1)
-    raise RuntimeError("the daemon did not reach idle within 60 s")
 
 
 def _metrics(log: Path) -> dict[str, float]:
@@ -185,7 +162,7 @@ def measure(
         env=env,
     )
     try:
-        _wait_idle(process, workdir / "control.sock", workdir / "daemon.log")
+        wait_idle(process, workdir / "control.sock", workdir / "daemon.log")
         # The file starts when the daemon does; measure inside its idle part.
         time.sleep(max(0.0, warmup_s - (time.monotonic() - started)))
         cpu0, t0 = cpu_s(process.pid), time.monotonic()
