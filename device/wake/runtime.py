@@ -134,9 +134,13 @@ class OnnxWakeRuntime:
             for i in range(0, spec.shape[0], _MEL_STEP)
             if spec[i : i + _MEL_WINDOW].shape[0] == _MEL_WINDOW
         ]
-        batch = np.expand_dims(np.array(windows), axis=-1).astype(np.float32)
-        features: np.ndarray = self._embedding.run(None, {self._emb_input: batch})[0].squeeze()
-        return features
+        # One window per run, not openWakeWord's one batch: onnxruntime's arena keeps the peak
+        # of the largest run for good, and a 41-window batch would pin 25 MB. Same results.
+        rows = [
+            self._embedding.run(None, {self._emb_input: w[None, :, :, None].astype(np.float32)})[0]
+            for w in windows
+        ]
+        return np.concatenate(rows).reshape(len(windows), -1)
 
     def predict(self, frame: np.ndarray) -> dict[str, float]:
         """Scores for one frame of exactly 1280 int16 samples (80 ms at 16 kHz)."""
