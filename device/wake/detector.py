@@ -219,25 +219,17 @@ class WakeDetector:
                 self._model = await loop.run_in_executor(self._executor, self._build_model)
 
     def _build_model(self) -> Any:
-        from openwakeword.model import Model
+        if self.framework == "onnx":
+            # openWakeWord's pipeline on onnxruntime alone (no scipy, scikit-learn, tflite).
+            from device.wake.runtime import OnnxWakeRuntime
 
-        try:
-            model = Model(
-                wakeword_models=[str(t.spec.path) for t in self._tracks],
-                inference_framework=self.framework,
-                melspec_model_path=str(self._melspec_path),
-                embedding_model_path=str(self._embedding_path),
+            model: Any = OnnxWakeRuntime(
+                {t.key: t.spec.path for t in self._tracks},
+                melspec_path=self._melspec_path,
+                embedding_path=self._embedding_path,
             )
-        except Exception as exc:
-            if self.framework != "tflite":
-                raise
-            # tflite-runtime 2.14 is built for numpy 1.x and has no wheels past Python 3.11,
-            # so on many installs it cannot load at all; ONNX is the supported path.
-            raise RuntimeError(
-                f"tflite-runtime cannot load the .tflite wake models ({exc!r}); use the .onnx "
-                f"export of the model (openWakeWord's training writes both), or install a "
-                f"tflite-runtime that matches this Python and numpy"
-            ) from exc
+        else:
+            model = self._build_tflite_model()
         for track in self._tracks:
             outputs = model.model_outputs.get(track.key)
             if outputs != 1:
@@ -245,6 +237,27 @@ class WakeDetector:
                     f"wake model {track.spec.name!r} ({track.spec.path}) has {outputs} outputs; "
                     f"only single-output wake-word models are supported"
                 )
+        return model
+
+    def _build_tflite_model(self) -> Any:
+        try:
+            from openwakeword.model import Model
+
+            model = Model(
+                wakeword_models=[str(t.spec.path) for t in self._tracks],
+                inference_framework=self.framework,
+                melspec_model_path=str(self._melspec_path),
+                embedding_model_path=str(self._embedding_path),
+            )
+        except Exception as exc:
+            # Devices do not install openWakeWord (only .onnx runs there). Where it is installed,
+            # tflite-runtime 2.14 is built for numpy 1.x and has no wheels past Python 3.11,
+            # so on many installs it cannot load at all; ONNX is the supported path.
+            raise RuntimeError(
+                f"tflite-runtime cannot load the .tflite wake models ({exc!r}); use the .onnx "
+                f"export of the model (openWakeWord's training writes both), or install a "
+                f"tflite-runtime that matches this Python and numpy"
+            ) from exc
         return model
 
     async def close(self) -> None:

@@ -1,0 +1,167 @@
+"""openWakeWord's pipeline on onnxruntime alone: melspectrogram -> embedding -> classifier.
+
+`import openwakeword` loads scipy and scikit-learn, and its package pulls in tflite-runtime,
+which has no wheels past CPython 3.11: about 120 MB of the daemon's memory and a failed install
+on Raspberry Pi OS trixie. This module runs the same three ONNX models the same way, with numpy
+and onnxruntime only, so the scores are those of openWakeWord 0.6.0's `Model.predict` on 80 ms
+frames, bit for bit (tests/wake/test_wake_runtime.py compares them).
+
+The two lean candidates, measured here with hey_jarvis (x86_64, one core, RSS over a bare numpy
+process, CPU per 80 ms frame):
+
+    onnxruntime, these .onnx models   +46 MB   1.8 ms/frame   scores equal openWakeWord's
+    pyopen-wakeword 1.1.0 (TFLite)    +20 MB  14.3 ms/frame   .tflite only; other buffering,
+                                                              so scores differ from openWakeWord's
+
+onnxruntime wins on CPU (a Pi core is the scarcer resource) and is the only one whose detections
+are openWakeWord's own. A site model trained with openWakeWord loads as its .onnx export.
+
+Buffers follow openWakeWord's streaming features: the melspectrogram of each frame is computed
+with the 480 samples before it, scaled by x/10 + 2, and the embedding model sees the last 76
+melspectrogram rows. Before the first frame the melspectrogram history is all ones and the
+embedding history is that of 4 s of low noise, as in openWakeWord; the noise comes from a seeded
+generator here, so a detector behaves the same on every run. The first 5 scores after a reset
+are 0, as openWakeWord reports while it warms up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FRAME_SAMPLES = 1280
+_MEL_CONTEXT = 480  # samples before a frame that its melspectrogram window reaches back into
+_MEL_WINDOW = 76  # melspectrogram rows per embedding
+_MEL_STEP = 8  # melspectrogram rows per 80 ms frame
+_MEL_BINS = 32
+_FEATURE_KEEP = 120  # embeddings kept (openWakeWord keeps ~10 s)
+_WARMUP_FRAMES = 5
+_NOISE_SAMPLES = 4 * 16000
+DEFAULT_SEED = 0
+
+
+class WakeRuntimeError(RuntimeError):
+    """A model file that onnxruntime cannot load or that is not an openWakeWord model."""
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # One thread each, as openWakeWord sets them: the detector has a thread of its own, and a Pi
+    # has four cores for everything else too.
+    options.inter_op_num_threads = 1
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:
+        raise WakeRuntimeError(
+            f"onnxruntime cannot load {path} ({exc}); it must be an openWakeWord .onnx model "
+            f"(the .onnx export of a trained wake word)"
+        ) from exc
+
+
+class OnnxWakeRuntime:
+    """Scores 1280-sample int16 frames with one or more wake-word models.
+
+    `wakewords` maps a key (the detector uses the file's stem, like openWakeWord) to an .onnx
+    model. `predict` returns one score per key, as openWakeWord's `Model.predict` does.
+    """
+
+    def __init__(
+        self,
+        wakewords: Mapping[str, Path],
+        *,
+        melspec_path: Path,
+        embedding_path: Path,
+        seed: int | np.random.RandomState = DEFAULT_SEED,
+    ) -> None:
+        for path in (*wakewords.values(), melspec_path, embedding_path):
+            if path.suffix != ".onnx":
+                raise WakeRuntimeError(
+                    f"{path} is not an .onnx model; the wake-word runtime runs openWakeWord's "
+                    f".onnx models (training writes both .onnx and .tflite: use the .onnx file)"
+                )
+        self._melspec = _session(melspec_path)
+        self._embedding = _session(embedding_path)
+        self._mel_input = self._melspec.get_inputs()[0].name
+        self._emb_input = self._embedding.get_inputs()[0].name
+        self._models: dict[str, Any] = {}
+        self._inputs: dict[str, tuple[str, int]] = {}
+        self.model_outputs: dict[str, int] = {}
+        for key, path in wakewords.items():
+            session = _session(path)
+            shape = session.get_inputs()[0].shape
+            out_shape = session.get_outputs()[0].shape
+            if len(shape) != 3 or not isinstance(shape[1], int) or len(out_shape) < 2:
+                raise WakeRuntimeError(
+                    f"{path} takes input {shape}, not [batch, frames, 96] embeddings; it is not "
+                    f"an openWakeWord wake-word model"
+                )
+            self._models[key] = session
+            self._inputs[key] = (session.get_inputs()[0].name, int(shape[1]))
+            self.model_outputs[key] = int(out_shape[1])
+        self._rng = seed if isinstance(seed, np.random.RandomState) else None
+        self._seed = seed if isinstance(seed, int) else DEFAULT_SEED
+        self.reset()
+
+    def reset(self) -> None:
+        """Start again from openWakeWord's initial state (as after `Model.reset`)."""
+        rng = self._rng if self._rng is not None else np.random.RandomState(self._seed)
+        noise = rng.randint(-1000, 1000, _NOISE_SAMPLES).astype(np.int16)
+        self._tail = np.zeros(0, dtype=np.int16)
+        self._mel = np.ones((_MEL_WINDOW, _MEL_BINS), dtype=np.float32)
+        self._features = self._embed_clip(noise)
+        self._scored = dict.fromkeys(self._models, 0)
+
+    def _melspectrogram(self, samples: np.ndarray) -> np.ndarray:
+        out = self._melspec.run(None, {self._mel_input: samples.astype(np.float32)[None, :]})
+        spec: np.ndarray = np.squeeze(out[0])
+        # openWakeWord's scaling, which brings the ONNX melspectrogram close to Google's
+        # speech_embedding front end that the embedding model was trained on.
+        return spec / 10 + 2
+
+    def _embed_clip(self, samples: np.ndarray) -> np.ndarray:
+        spec = self._melspectrogram(samples)
+        windows = [
+            spec[i : i + _MEL_WINDOW]
+            for i in range(0, spec.shape[0], _MEL_STEP)
+            if spec[i : i + _MEL_WINDOW].shape[0] == _MEL_WINDOW
+        ]
+        # One window per run, not openWakeWord's one batch: onnxruntime's arena keeps the peak
+        # of the largest run for good, and a 41-window batch would pin 25 MB. Same results.
+        rows = [
+            self._embedding.run(None, {self._emb_input: w[None, :, :, None].astype(np.float32)})[0]
+            for w in windows
+        ]
+        return np.concatenate(rows).reshape(len(windows), -1)
+
+    def predict(self, frame: np.ndarray) -> dict[str, float]:
+        """Scores for one frame of exactly 1280 int16 samples (80 ms at 16 kHz)."""
+        if frame.dtype != np.int16 or frame.shape != (FRAME_SAMPLES,):
+            raise ValueError(
+                f"wake runtime takes frames of {FRAME_SAMPLES} int16 samples; "
+                f"got {frame.dtype} {frame.shape}"
+            )
+        spec = self._melspectrogram(np.concatenate((self._tail, frame)))
+        self._tail = frame[-_MEL_CONTEXT:].copy()
+        self._mel = np.vstack((self._mel, spec))[-_MEL_WINDOW:]
+        window = self._mel.astype(np.float32)[None, :, :, None]
+        embedding = self._embedding.run(None, {self._emb_input: window})[0].squeeze()
+        self._features = np.vstack((self._features, embedding))[-_FEATURE_KEEP:]
+        scores: dict[str, float] = {}
+        for key, session in self._models.items():
+            name, frames = self._inputs[key]
+            x = self._features[-frames:][None, :, :].astype(np.float32)
+            score = float(session.run(None, {name: x})[0][0][0])
+            if self._scored[key] < _WARMUP_FRAMES:
+                self._scored[key] += 1
+                score = 0.0
+            scores[key] = score
+        return scores

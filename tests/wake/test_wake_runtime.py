@@ -1,0 +1,138 @@
+"""The lean wake-word runtime against openWakeWord 0.6.0 itself, on the project's wake clips.
+
+openWakeWord (a dev dependency, never installed on a device) is the reference: the same audio,
+the same models, and every score must be equal, so every detection is too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.bench.wake import negative_stream, positive_clips
+from device.wake.detector import FRAME_SAMPLES, WakeDetector
+from device.wake.models import ModelSet, fetch_models
+from device.wake.runtime import OnnxWakeRuntime, WakeRuntimeError
+
+SEED = 1234
+
+
+def _frames(audio: np.ndarray) -> list[np.ndarray]:
+    whole = audio.size // FRAME_SAMPLES * FRAME_SAMPLES
+    return [audio[i : i + FRAME_SAMPLES] for i in range(0, whole, FRAME_SAMPLES)]
+
+
+def _reference_scores(model_set: ModelSet, frames: list[np.ndarray]) -> np.ndarray:
+    oww = pytest.importorskip("openwakeword.model")
+    melspec, embedding = model_set.feature_paths("onnx")
+    # openWakeWord seeds its embedding history from numpy's global generator.
+    np.random.seed(SEED)
+    model = oww.Model(
+        wakeword_models=[str(model_set.get("hey_jarvis", "onnx").path)],
+        inference_framework="onnx",
+        melspec_model_path=str(melspec),
+        embedding_model_path=str(embedding),
+    )
+    key = model_set.get("hey_jarvis", "onnx").path.stem
+    return np.array([float(model.predict(f)[key]) for f in frames])
+
+
+def _lean_scores(model_set: ModelSet, frames: list[np.ndarray]) -> np.ndarray:
+    melspec, embedding = model_set.feature_paths("onnx")
+    path = model_set.get("hey_jarvis", "onnx").path
+    runtime = OnnxWakeRuntime(
+        {path.stem: path}, melspec_path=melspec, embedding_path=embedding, seed=SEED
+    )
+    assert runtime.model_outputs == {path.stem: 1}
+    return np.array([runtime.predict(f)[path.stem] for f in frames])
+
+
+def _detections(scores: np.ndarray, threshold: float = 0.5) -> list[int]:
+    """Frames where the score rises through the threshold."""
+    over = scores >= threshold
+    return [i for i in range(over.size) if over[i] and (i == 0 or not over[i - 1])]
+
+
+@pytest.mark.slow
+def test_scores_and_detections_equal_openwakeword_on_the_wake_clips(model_set: ModelSet) -> None:
+    clips = [c.audio for c in positive_clips(6)]
+    clips += [c.audio for c in itertools.islice(negative_stream(30.0), 12)]
+    stream = np.concatenate(clips).astype(np.int16)
+    frames = _frames(stream)
+    reference = _reference_scores(model_set, frames)
+    lean = _lean_scores(model_set, frames)
+    assert len(_detections(reference)) >= 3  # the clips do wake it: the comparison means something
+    assert _detections(lean) == _detections(reference)
+    np.testing.assert_array_equal(lean, reference)
+
+
+def test_first_frames_score_zero_while_warming_up(model_set: ModelSet) -> None:
+    loud = (np.random.RandomState(3).randint(-8000, 8000, FRAME_SAMPLES * 7)).astype(np.int16)
+    scores = _lean_scores(model_set, _frames(loud))
+    assert list(scores[:5]) == [0.0] * 5
+    assert scores[5] > 0.0
+
+
+def test_a_custom_onnx_site_model_loads_and_detects(model_set: ModelSet, tmp_path: Path) -> None:
+    from device.sim.speech import silence, synthesize
+    from device.wake.download import Downloader
+
+    trained = tmp_path / "site_word.onnx"
+    trained.write_bytes(model_set.get("hey_jarvis", "onnx").path.read_bytes())
+    shutil.copytree(model_set.directory, tmp_path / "state" / "models")
+    custom = fetch_models(
+        tmp_path / "state", names=(), custom=[trained],
+        downloader=Downloader(release_url=None, wheel_cache=None), notify=lambda _: None,
+    )  # fmt: skip
+    melspec, embedding = custom.feature_paths("onnx")
+    path = custom.get("site_word").path
+    runtime = OnnxWakeRuntime({"site_word": path}, melspec_path=melspec, embedding_path=embedding)
+    audio = np.frombuffer(
+        silence(1.0) + synthesize("hey jarvis") + silence(1.0), dtype="<i2"
+    ).astype(np.int16)
+    scores = np.array([runtime.predict(f)["site_word"] for f in _frames(audio)])
+    assert len(_detections(scores)) == 1
+
+
+def test_a_file_that_is_not_an_onnx_model_is_named(model_set: ModelSet, tmp_path: Path) -> None:
+    melspec, embedding = model_set.feature_paths("onnx")
+    broken = tmp_path / "site_word.onnx"
+    broken.write_bytes(b"\x08\x07 not really a model")
+    with pytest.raises(WakeRuntimeError, match=r"site_word\.onnx.*openWakeWord \.onnx model"):
+        OnnxWakeRuntime({"w": broken}, melspec_path=melspec, embedding_path=embedding)
+    with pytest.raises(WakeRuntimeError, match=r"use the \.onnx file"):
+        OnnxWakeRuntime(
+            {"w": tmp_path / "w.tflite"}, melspec_path=melspec, embedding_path=embedding
+        )
+    # The melspectrogram model is a model, but not a wake-word classifier.
+    with pytest.raises(WakeRuntimeError, match="not an openWakeWord wake-word model"):
+        OnnxWakeRuntime({"w": melspec}, melspec_path=melspec, embedding_path=embedding)
+
+
+async def test_the_detector_runs_on_the_lean_runtime(model_set: ModelSet) -> None:
+    async with WakeDetector.from_model_set(model_set) as det:
+        assert type(det._model).__name__ == "OnnxWakeRuntime"
+
+
+def test_the_runtime_loads_without_scipy_sklearn_or_tflite(model_set: ModelSet) -> None:
+    melspec, embedding = model_set.feature_paths("onnx")
+    path = model_set.get("hey_jarvis", "onnx").path
+    code = f"""
+import sys, numpy as np
+from pathlib import Path
+from device.wake.runtime import OnnxWakeRuntime
+r = OnnxWakeRuntime({{"w": Path({str(path)!r})}}, melspec_path=Path({str(melspec)!r}),
+                    embedding_path=Path({str(embedding)!r}))
+r.predict(np.zeros(1280, np.int16))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in
+               ("scipy", "sklearn", "tflite_runtime", "openwakeword"))
+print(",".join(heavy))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
