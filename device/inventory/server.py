@@ -16,6 +16,7 @@ import uvicorn
 from device.inventory.app import API_PREFIX, create_app
 from device.inventory.db import Database
 from device.inventory.seed import DEFAULT_SEED_NUMBER, SeedError, SeedReport, seed_demo
+from device.tcp import listen
 
 SEEDS = ("demo",)
 
@@ -54,17 +55,12 @@ def open_database(
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        sock = listen(host, port)
     except OSError as exc:
-        sock.close()
         raise OSError(
             f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port"
         ) from exc
-    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
