@@ -2,8 +2,9 @@
 
 Run: `.venv/bin/python -m device.bench.inventory --clients 16 --seconds 10`.
 
-The server runs in its own process (as in production), on a socket this process binds to a
-free loopback port and hands over. The load generator speaks HTTP/1.1 over raw keep-alive
+The server runs in its own process exactly as `warehouse-voice inventory serve` (its own
+listening socket, so its own socket options), and this process drives it over real TCP
+connections to loopback. The load generator speaks HTTP/1.1 over raw keep-alive
 connections, so that on a small machine the figures measure the server rather than the
 client library.
 """
@@ -15,7 +16,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -156,18 +156,22 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 def _start_server(db_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(2048)
-    port = sock.getsockname()[1]
+    """`inventory serve` in its own process, listening on its own socket, as site IT runs it."""
+    log = db_path.with_name("server.log").open("wb")  # its access lines stay out of the report
     proc = subprocess.Popen(
-        [sys.executable, "-m", "device.bench.inventory", "--serve-fd", str(sock.fileno()),
-         "--db", str(db_path)],
-        pass_fds=[sock.fileno()],
+        [sys.executable, "-m", "device.inventory.cli", "serve", "--db", str(db_path),
+         "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    sock.close()
-    return proc, port
+    log.close()
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if b"inventory API on " in line:
+            # The rest of stdout is not read again; the server logs to stderr.
+            return proc, int(line.rsplit(b":", 1)[1].split(b"/", 1)[0])
+    proc.wait()
+    tail = db_path.with_name("server.log").read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"inventory serve exited with {proc.returncode} before listening: {tail}")
 
 
 async def _wait_ready(port: int, token: str, proc: subprocess.Popen[bytes]) -> None:
@@ -242,26 +246,11 @@ def run_inventory_bench(clients: int, seconds: float) -> dict[str, float]:
         return asyncio.run(_bench(clients, seconds, Path(tmp)))
 
 
-def _serve_fd(fd: int, db_path: Path) -> None:
-    import uvicorn
-
-    from device.inventory.app import open_app
-    from device.inventory.server import uvicorn_config
-
-    sock = socket.socket(fileno=fd)
-    uvicorn.Server(uvicorn_config(open_app(db_path))).run(sockets=[sock])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m device.bench.inventory", description=__doc__)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--serve-fd", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve_fd is not None:
-        _serve_fd(args.serve_fd, args.db)
-        return 0
     result = run_inventory_bench(args.clients, args.seconds)
     print(f"inventory API, {args.clients} clients, {result['seconds']:.1f} s, pid {os.getpid()}:")
     for name, value in result.items():

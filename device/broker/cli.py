@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import socket
 import sys
 from pathlib import Path
 
@@ -75,13 +74,14 @@ def serve(settings: BrokerSettings, registry: DeviceRegistry) -> int:
     from device.broker.app import create_app
     from device.broker.mint import TokenMinter
     from device.broker.settings import read_api_key
+    from device.tcp import listen
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     registry.devices()  # an unreadable devices file fails here, not on the first request
     minter = TokenMinter(settings, read_api_key(settings))
     host, port = settings.host_port
     try:
-        sock = socket.create_server((host, port), family=_family(host), reuse_port=False)
+        sock = listen(host, port)  # TCP_NODELAY on every accepted connection
     except OSError as exc:
         print(f"error: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr)
         return 1
@@ -98,10 +98,6 @@ def serve(settings: BrokerSettings, registry: DeviceRegistry) -> int:
     )
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
     return 0
-
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from device.inventory import idempotency
 from device.inventory.db import Database
+from device.inventory.lockout import DEFAULT_POLICY, LockoutPolicy
 from device.inventory.problems import PROBLEM_MEDIA_TYPE, ProblemError, problem_type
 from device.inventory.routes import public, router
 
@@ -52,6 +53,8 @@ async def _on_problem(request: Request, exc: Exception) -> Response:
         headers["WWW-Authenticate"] = 'Bearer realm="inventory"'
     if exc.code == "IDEMPOTENCY_IN_PROGRESS":
         headers["Retry-After"] = "1"
+    if exc.code == "CHECK_DIGIT_LOCKED":
+        headers["Retry-After"] = str(exc.extra["retry_after_s"])
     return _problem_response(exc.body(request.url.path), exc.status, headers)
 
 
@@ -135,7 +138,9 @@ def openapi_document() -> dict[str, Any]:
     return _application().openapi()
 
 
-def create_app(db: Database, *, own_db: bool = False) -> FastAPI:
+def create_app(
+    db: Database, *, own_db: bool = False, lockout_policy: LockoutPolicy = DEFAULT_POLICY
+) -> FastAPI:
     """The API over `db`. With `own_db`, the app closes the database when it shuts down."""
 
     @asynccontextmanager
@@ -149,6 +154,7 @@ def create_app(db: Database, *, own_db: bool = False) -> FastAPI:
 
     app = _application(lifespan)
     app.state.db = db
+    app.state.lockout = lockout_policy
     return app
 
 

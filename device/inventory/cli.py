@@ -7,12 +7,15 @@ adding these subcommands costs the main CLI nothing at start-up.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from pathlib import Path
 
 DEFAULT_DB = Path("/var/lib/warehouse-voice/inventory.db")
 DEFAULT_PORT = 8080
+_DB_HELP = (
+    f"SQLite file or sqlite:///path (default {DEFAULT_DB}), "
+    "or a PostgreSQL URL postgresql://user@host/dbname"
+)
 SEEDS = ("demo",)
 
 
@@ -25,12 +28,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sub = parser.add_subparsers(dest="inventory_command", required=True)
 
     serve = sub.add_parser("serve", help="serve the API under /api/v1")
-    serve.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"SQLite file ({DEFAULT_DB})")
+    serve.add_argument("--db", default=str(DEFAULT_DB), help=_DB_HELP)
     serve.add_argument(
         "--seed",
         choices=SEEDS,
         help="fill an empty database with the demo warehouse and mint the demo-01 token "
-        "(written next to the database as <db>.demo-token)",
+        "(written next to a SQLite file as <db>.demo-token); an already seeded database "
+        "starts as it is",
+    )
+    serve.add_argument(
+        "--token-file", type=Path, help="where --seed demo writes the demo token (0600)"
     )
     serve.add_argument(
         "--seed-number", type=int, default=None, help="generator seed (default: the demo's, 7)"
@@ -41,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     token = sub.add_parser("token", help="mint (or replace) a device's bearer token")
     token.add_argument("device_id", help="device name, e.g. dock-03")
-    token.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"SQLite file ({DEFAULT_DB})")
+    token.add_argument("--db", default=str(DEFAULT_DB), help=_DB_HELP)
 
 
 def _reset(db_path: Path) -> None:
@@ -56,28 +63,44 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from device.inventory.app import API_PREFIX, create_app
+    from device.inventory.db import database_errors, is_postgres_url, sqlite_path
     from device.inventory.seed import DEFAULT_SEED_NUMBER, SeedError, demo_token_path
     from device.inventory.server import bind_socket, open_database, uvicorn_config
 
-    db_path: Path = args.db
+    target: str = args.db
+    postgres = is_postgres_url(target)
     if not 0 <= args.port <= 65535:
         print(f"inventory: --port {args.port} is out of range; use 1-65535", file=sys.stderr)
         return 64
+    if postgres and args.reset:
+        print("inventory: --reset deletes a SQLite file; drop a PostgreSQL database with "
+              "dropdb", file=sys.stderr)  # fmt: skip
+        return 64
+    if postgres and args.seed and args.token_file is None:
+        print("inventory: --seed demo on PostgreSQL needs --token-file for the demo token",
+              file=sys.stderr)  # fmt: skip
+        return 64
     if args.reset:
-        _reset(db_path)
+        _reset(sqlite_path(target))
     number = DEFAULT_SEED_NUMBER if args.seed_number is None else args.seed_number
+    token_file = args.token_file or (None if postgres else demo_token_path(sqlite_path(target)))
+    failures: tuple[type[Exception], ...] = (SeedError, OSError, RuntimeError, *database_errors())
     try:
-        db, report = open_database(db_path, seed=args.seed, seed_number=number)
-    except (SeedError, OSError, sqlite3.Error, RuntimeError) as exc:
+        db, report = open_database(
+            target, seed=args.seed, seed_number=number, token_file=token_file
+        )
+    except failures as exc:
         print(f"inventory: {exc}", file=sys.stderr)
         return 65
     if report is not None:
         print(
-            f"seeded {db_path}: {report.items} items, {report.locations} locations "
+            f"seeded {_shown(target)}: {report.items} items, {report.locations} locations "
             f"({report.empty_locations} empty), {report.open_picks} open picks; "
-            f"device {report.device_id} token in {demo_token_path(db_path)}",
+            f"device {report.device_id} token in {token_file}",
             flush=True,
         )
+    elif args.seed:
+        print(f"{_shown(target)} is already seeded; starting it as it is", flush=True)
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:
@@ -95,13 +118,26 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown(target: str) -> str:
+    """The database for a log line, without a password in a URL."""
+    from device.inventory.db import is_postgres_url
+
+    if is_postgres_url(target) and "@" in target:
+        scheme, _, rest = target.partition("://")
+        creds, _, where = rest.rpartition("@")
+        return f"{scheme}://{creds.split(':', 1)[0]}@{where}"
+    return target
+
+
 def _token(args: argparse.Namespace) -> int:
+    from device.inventory.db import database_errors
     from device.inventory.tokens import check_device_id, mint_token
 
+    failures: tuple[type[Exception], ...] = (ValueError, OSError, *database_errors())
     try:
         check_device_id(args.device_id)
         token = mint_token(args.db, args.device_id)
-    except (ValueError, OSError, sqlite3.Error) as exc:
+    except failures as exc:
         print(f"inventory: {exc}", file=sys.stderr)
         return 65
     # Only stdout carries the token, so `... token dock-03 > file` captures it alone.

@@ -1,28 +1,50 @@
-"""SQLite access for the reference inventory.
+"""The inventory's database: SQLite (embedded, the default) or PostgreSQL, on one code path.
+
+`open_database(target)` takes a file path, `sqlite:///path` or `postgresql://...`. Both
+backends hand the same queries a connection that speaks `?` placeholders and returns rows
+indexable by column name and position, so operations, queries and the idempotency store are
+written once.
 
 The server's event loop runs the queries itself, on one connection. That loop does nothing
 but serve inventory requests, and these point queries take tens of microseconds: less than
-handing them to a worker thread costs, because every SQLite call releases the GIL and a busy
-loop thread makes the worker wait for it back (measured: worker threads made writes several
-times slower under load). It also makes the service serial by construction, so a stock check
-and the decrement after it can never interleave with another request in this process.
+handing them to a worker thread costs (measured: worker threads made SQLite writes several
+times slower under load). It also makes the service serial by construction within a process.
 
-`BEGIN IMMEDIATE` still guards every write: it takes SQLite's write lock up front, so a second
-process on the same file (another server, the token CLI) waits instead of interleaving. WAL
-mode lets readers in other processes run while a write commits.
+Across processes (several servers, the token CLI), every write takes the database's write
+lock first: `BEGIN IMMEDIATE` on SQLite, a transaction-scoped advisory lock on PostgreSQL.
+So a stock check and the decrement after it never interleave with another writer, and the
+conditional decrements and versioned counts keep the same guarantees on both. Reads run on
+one snapshot (SQLite's read transaction, PostgreSQL's REPEATABLE READ).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
+# Any constant works; it only has to be the same for every inventory server on the database.
+PG_WRITE_LOCK = 0x77766931
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Conn(Protocol):
+    """What queries see: sqlite3.Connection, or the PostgreSQL adapter below."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Any: ...
 
 
 class _Rollback(Exception):
@@ -33,8 +55,18 @@ class _Rollback(Exception):
         self.value = value
 
 
-def schema_sql() -> str:
-    return resources.files("device.inventory").joinpath("schema.sql").read_text("utf-8")
+def is_postgres_url(target: str | Path) -> bool:
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def schema_sql(dialect: str = "sqlite") -> str:
+    name = "schema.sql" if dialect == "sqlite" else "schema_postgres.sql"
+    return resources.files("device.inventory").joinpath(name).read_text("utf-8")
+
+
+def sqlite_path(target: str | Path) -> Path:
+    text = str(target)
+    return Path(text.removeprefix("sqlite:///")) if text.startswith("sqlite:///") else Path(text)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -75,40 +107,58 @@ def run_in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connectio
 
 
 class Database:
-    """The inventory file behind one connection, used by one thread at a time."""
+    """One connection to the inventory, used by one thread at a time. SQLite by default."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+        self.path: Path | None = Path(path)
+        self.url = str(path)
         initialise(self.path)
-        self._conn: sqlite3.Connection | None = connect(self.path)
+        self._conn: Any = connect(self.path)
 
     @property
-    def conn(self) -> sqlite3.Connection:
+    def conn(self) -> Conn:
         if self._conn is None:
-            raise RuntimeError(f"the inventory database {self.path} is closed")
-        return self._conn
+            raise RuntimeError(f"the inventory database {self.url} is closed")
+        conn: Conn = self._conn
+        return conn
 
-    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _begin_read(self, conn: Conn) -> None:
+        conn.execute("BEGIN")
+
+    def _begin_write(self, conn: Conn) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+    def read(self, fn: Callable[[Conn], T]) -> T:
         """Run `fn` on one consistent snapshot (it may issue several queries)."""
         conn = self.conn
-        conn.execute("BEGIN")
+        self._begin_read(conn)
         try:
             return fn(conn)
         finally:
             conn.execute("ROLLBACK")
 
-    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in one committed `BEGIN IMMEDIATE` transaction; an exception rolls back."""
-        return run_in_transaction(self.conn, fn)
+    def write(self, fn: Callable[[Conn], T]) -> T:
+        """Run `fn` in one committed transaction holding the write lock; errors roll back."""
+        conn = self.conn
+        self._begin_write(conn)
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
 
-    def dry_run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def dry_run(self, fn: Callable[[Conn], T]) -> T:
         """Run `fn` exactly as a write would, then roll back: the would-be result, no change."""
 
-        def undo(conn: sqlite3.Connection) -> T:
+        def undo(conn: Conn) -> T:
             raise _Rollback(fn(conn))
 
         try:
-            run_in_transaction(self.conn, undo)
+            self.write(undo)
         except _Rollback as done:
             return done.value  # type: ignore[return-value]
         raise AssertionError("unreachable: undo always raises")
@@ -117,3 +167,42 @@ class Database:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+class PostgresDatabase(Database):
+    """The same API on PostgreSQL (psycopg 3), for sites with several servers or a big DB."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        from device.inventory.pg import PgConn, connect_pg
+
+        self.path = None
+        self.url = url
+        self._conn = PgConn(connect_pg(url))
+        self.write(lambda conn: conn.execute(schema_sql("postgresql")))
+
+    def _begin_read(self, conn: Conn) -> None:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def _begin_write(self, conn: Conn) -> None:
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (PG_WRITE_LOCK,))
+
+
+def open_database(target: str | Path) -> Database:
+    """The database at `target`: a SQLite file path, sqlite:///path or postgresql://..."""
+    if is_postgres_url(target):
+        return PostgresDatabase(str(target))
+    return Database(sqlite_path(target))
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean the database (not the request) failed, for the CLI to report."""
+    errors: list[type[Exception]] = [sqlite3.Error]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return tuple(errors)
+    errors.append(psycopg.Error)
+    return tuple(errors)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from device.inventory.db import Conn
 from device.inventory.problems import ProblemError
 
 DEFAULT_LEASE_S = 30.0
@@ -42,7 +42,7 @@ def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
 
 
 def claim(
-    conn: sqlite3.Connection,
+    conn: Conn,
     device_id: str,
     key: str,
     fp: str,
@@ -85,11 +85,11 @@ def claim(
 
 
 def apply(
-    conn: sqlite3.Connection,
+    conn: Conn,
     device_id: str,
     key: str,
     lease: str,
-    operation: Callable[[sqlite3.Connection], bytes],
+    operation: Callable[[Conn], bytes],
     instance: str,
     *,
     success_status: int,
@@ -113,10 +113,10 @@ def apply(
     try:
         body = operation(conn)
         status = success_status
-        conn.execute("RELEASE operation")
+        conn.execute("RELEASE SAVEPOINT operation")
     except ProblemError as problem:
-        conn.execute("ROLLBACK TO operation")
-        conn.execute("RELEASE operation")
+        conn.execute("ROLLBACK TO SAVEPOINT operation")
+        conn.execute("RELEASE SAVEPOINT operation")
         body = problem.encoded(instance)
         status = problem.status
     conn.execute(
@@ -127,7 +127,7 @@ def apply(
     return Replay(status, body)
 
 
-def release(conn: sqlite3.Connection, device_id: str, key: str, lease: str) -> None:
+def release(conn: Conn, device_id: str, key: str, lease: str) -> None:
     """Forget an in-progress key after an unexpected failure, so a retry can run."""
     conn.execute(
         "DELETE FROM idempotency WHERE device_id = ? AND key = ? AND lease = ? "
@@ -136,7 +136,7 @@ def release(conn: sqlite3.Connection, device_id: str, key: str, lease: str) -> N
     )
 
 
-def purge(conn: sqlite3.Connection, *, now: float | None = None) -> int:
+def purge(conn: Conn, *, now: float | None = None) -> int:
     now = time.time() if now is None else now
     cur = conn.execute(
         "DELETE FROM idempotency WHERE created_at < ? AND state = 'done'", (now - RETENTION_S,)

@@ -19,8 +19,11 @@ Gtin = Annotated[str, StringConstraints(pattern=GTIN_PATTERN)]
 LocationCode = Annotated[str, StringConstraints(pattern=LOCATION_PATTERN)]
 CheckDigits = Annotated[str, StringConstraints(pattern=CHECK_DIGITS_PATTERN)]
 PickId = Annotated[str, StringConstraints(pattern=PICK_ID_PATTERN)]
-Quantity = Annotated[int, Field(ge=1, le=9999)]
-Count = Annotated[int, Field(ge=0, le=9999)]
+# Strict: "3", true and 3.0 are refused (422) rather than coerced; the OpenAPI says integer,
+# and a client that sends a string has a bug worth hearing about before stock changes.
+_AS_INTEGER = 'A JSON integer: 3, not 3.0, "3" or true.'
+Quantity = Annotated[int, Field(strict=True, ge=1, le=9999, description=_AS_INTEGER)]
+Count = Annotated[int, Field(strict=True, ge=0, le=9999, description=_AS_INTEGER)]
 
 
 class Zone(StrEnum):
@@ -70,10 +73,11 @@ class CountRequest(Strict):
     location: LocationCode
     counted_quantity: Count
     expected_version: int = Field(
+        strict=True,
         ge=0,
         le=2**31,
         description="Stock version the counter saw (0 if the SKU had no stock row there); "
-        "a mismatch answers 412 STALE_COUNT.",
+        "a mismatch answers 412 STALE_COUNT. " + _AS_INTEGER,
     )
 
 
@@ -90,7 +94,9 @@ class VerifyRequest(Strict):
 
 
 class PickConfirmRequest(Strict):
-    quantity: Count = Field(description="Units actually picked; fewer than asked is a short pick")
+    quantity: Count = Field(
+        description="Units actually picked; fewer than asked is a short pick. " + _AS_INTEGER
+    )
     check_digits: CheckDigits
 
 
@@ -152,6 +158,9 @@ class Location(BaseModel):
 class Verification(BaseModel):
     location: str
     match: bool
+    attempts_left: int = Field(
+        description="Wrong tries this device has left at this location before a lockout"
+    )
 
 
 class Change(BaseModel):

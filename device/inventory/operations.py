@@ -8,11 +8,11 @@ if a check above it were wrong. Each operation appends exactly one audit row.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from device.inventory import queries
+from device.inventory.db import Conn
 from device.inventory.models import (
     CountRequest,
     CountResult,
@@ -44,7 +44,7 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _item_zone(conn: sqlite3.Connection, sku: str) -> str:
+def _item_zone(conn: Conn, sku: str) -> str:
     row = conn.execute("SELECT zone FROM items WHERE sku = ?", (sku,)).fetchone()
     if row is None:
         raise ProblemError(
@@ -55,14 +55,14 @@ def _item_zone(conn: sqlite3.Connection, sku: str) -> str:
     return str(row["zone"])
 
 
-def _location_zone(conn: sqlite3.Connection, code: str) -> str:
+def _location_zone(conn: Conn, code: str) -> str:
     row = conn.execute("SELECT zone FROM locations WHERE code = ?", (code,)).fetchone()
     if row is None:
         raise ProblemError("LOCATION_NOT_FOUND", f"There is no location {code}.", location=code)
     return str(row["zone"])
 
 
-def _on_hand(conn: sqlite3.Connection, location: str, sku: str) -> tuple[int, int]:
+def _on_hand(conn: Conn, location: str, sku: str) -> tuple[int, int]:
     """(quantity, version); (0, 0) when the SKU has no stock row at that location."""
     row = conn.execute(
         "SELECT quantity, version FROM stock WHERE location = ? AND sku = ?", (location, sku)
@@ -70,7 +70,7 @@ def _on_hand(conn: sqlite3.Connection, location: str, sku: str) -> tuple[int, in
     return (0, 0) if row is None else (int(row["quantity"]), int(row["version"]))
 
 
-def _decrement(conn: sqlite3.Connection, location: str, sku: str, quantity: int) -> None:
+def _decrement(conn: Conn, location: str, sku: str, quantity: int) -> None:
     cur = conn.execute(
         "UPDATE stock SET quantity = quantity - ?, version = version + 1 "
         "WHERE location = ? AND sku = ? AND quantity >= ?",
@@ -86,17 +86,17 @@ def _decrement(conn: sqlite3.Connection, location: str, sku: str, quantity: int)
         )
 
 
-def _increment(conn: sqlite3.Connection, location: str, sku: str, quantity: int) -> None:
+def _increment(conn: Conn, location: str, sku: str, quantity: int) -> None:
     conn.execute(
         "INSERT INTO stock (location, sku, quantity, version) VALUES (?, ?, ?, 1) "
         "ON CONFLICT (location, sku) DO UPDATE SET "
-        "quantity = quantity + excluded.quantity, version = version + 1",
+        "quantity = stock.quantity + excluded.quantity, version = stock.version + 1",
         (location, sku, quantity),
     )
 
 
 def _audit(
-    conn: sqlite3.Connection,
+    conn: Conn,
     ctx: WriteContext,
     action: str,
     *,
@@ -109,7 +109,7 @@ def _audit(
     cur = conn.execute(
         "INSERT INTO audit_log (at, action, device_id, operator, session_id, call_id, "
         "idempotency_key, sku, ref, before, after, delta) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             now_iso(),
             action,
@@ -125,7 +125,8 @@ def _audit(
             json.dumps(delta),
         ),
     )
-    return None if ctx.dry_run else cur.lastrowid
+    audit_id = int(cur.fetchone()[0])
+    return None if ctx.dry_run else audit_id
 
 
 def _not_on_hold(location: str, zone: str, what: str) -> None:
@@ -137,7 +138,7 @@ def _not_on_hold(location: str, zone: str, what: str) -> None:
         )
 
 
-def move(conn: sqlite3.Connection, ctx: WriteContext, req: MoveRequest) -> MoveResult:
+def move(conn: Conn, ctx: WriteContext, req: MoveRequest) -> MoveResult:
     item_zone = _item_zone(conn, req.sku)
     from_zone = _location_zone(conn, req.from_location)
     to_zone = _location_zone(conn, req.to_location)
@@ -175,7 +176,7 @@ def move(conn: sqlite3.Connection, ctx: WriteContext, req: MoveRequest) -> MoveR
     )
 
 
-def count(conn: sqlite3.Connection, ctx: WriteContext, req: CountRequest) -> CountResult:
+def count(conn: Conn, ctx: WriteContext, req: CountRequest) -> CountResult:
     _item_zone(conn, req.sku)
     _location_zone(conn, req.location)
     quantity, version = _on_hand(conn, req.location, req.sku)
@@ -217,14 +218,14 @@ def count(conn: sqlite3.Connection, ctx: WriteContext, req: CountRequest) -> Cou
     )
 
 
-def _hold_location(conn: sqlite3.Connection) -> str | None:
+def _hold_location(conn: Conn) -> str | None:
     row = conn.execute(
         "SELECT code FROM locations WHERE zone = 'QA-HOLD' ORDER BY code LIMIT 1"
     ).fetchone()
     return None if row is None else str(row["code"])
 
 
-def report_damage(conn: sqlite3.Connection, ctx: WriteContext, req: DamageRequest) -> DamageResult:
+def report_damage(conn: Conn, ctx: WriteContext, req: DamageRequest) -> DamageResult:
     _item_zone(conn, req.sku)
     zone = _location_zone(conn, req.location)
     # Damaged units leave pickable stock for QA hold; already-held stock stays where it is.
@@ -249,7 +250,7 @@ def report_damage(conn: sqlite3.Connection, ctx: WriteContext, req: DamageReques
         )
     cur = conn.execute(
         "INSERT INTO damage_reports (sku, location, hold_location, quantity, damage, note, "
-        "device_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "device_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             req.sku,
             req.location,
@@ -261,7 +262,7 @@ def report_damage(conn: sqlite3.Connection, ctx: WriteContext, req: DamageReques
             now_iso(),
         ),
     )
-    report_id = cur.lastrowid
+    report_id = int(cur.fetchone()[0])
     audit_id = _audit(
         conn, ctx, "damage", sku=req.sku, before=before, after=after, ref=f"damage:{report_id}"
     )
@@ -281,12 +282,12 @@ def report_damage(conn: sqlite3.Connection, ctx: WriteContext, req: DamageReques
 
 
 def confirm_pick(
-    conn: sqlite3.Connection, ctx: WriteContext, task_id: str, req: PickConfirmRequest
+    conn: Conn, ctx: WriteContext, task_id: str, req: PickConfirmRequest
 ) -> PickResult:
     task = queries.pick_task(conn, task_id)
     if task.status != "open":
         raise ProblemError("PICK_NOT_OPEN", f"Pick {task_id} is already {task.status}.")
-    if not queries.verify(conn, task.location, req.check_digits).match:
+    if not queries.digits_match(conn, task.location, req.check_digits):
         raise ProblemError(
             "CHECK_DIGIT_MISMATCH",
             f"Those check digits are not the ones at {task.location}.",
@@ -323,10 +324,10 @@ def confirm_pick(
     )
 
 
-def create_handoff(conn: sqlite3.Connection, ctx: WriteContext, req: HandoffRequest) -> Handoff:
+def create_handoff(conn: Conn, ctx: WriteContext, req: HandoffRequest) -> Handoff:
     cur = conn.execute(
         "INSERT INTO handoffs (reason, summary, sku, location, device_id, operator, session_id, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             req.reason.value,
             req.summary,
@@ -338,7 +339,7 @@ def create_handoff(conn: sqlite3.Connection, ctx: WriteContext, req: HandoffRequ
             now_iso(),
         ),
     )
-    handoff_id = cur.lastrowid
+    handoff_id = int(cur.fetchone()[0])
     audit_id = _audit(
         conn, ctx, "handoff", sku=req.sku, before={}, after={}, ref=f"handoff:{handoff_id}"
     )

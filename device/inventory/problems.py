@@ -37,6 +37,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "SAME_LOCATION": (422, "Source and destination are the same location"),
     "OVER_PICK": (422, "More units than the pick task asks for"),
     "CHECK_DIGIT_MISMATCH": (422, "The check digits do not match the location"),
+    "CHECK_DIGIT_LOCKED": (429, "Too many wrong check digits at this location"),
     "INTERNAL": (500, "Internal error"),
 }
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
+from typing import Any
 
+from device.inventory.db import Conn
 from device.inventory.models import (
     AuditEntry,
     ConfusableRef,
@@ -14,7 +15,6 @@ from device.inventory.models import (
     NextPick,
     PickTask,
     StockEntry,
-    Verification,
     Zone,
 )
 from device.inventory.problems import ProblemError
@@ -27,7 +27,7 @@ FROM stock s JOIN locations l ON l.code = s.location
 """
 
 
-def _stock_entry(row: sqlite3.Row) -> StockEntry:
+def _stock_entry(row: Any) -> StockEntry:
     return StockEntry(
         location=row["location"],
         spoken_location=row["spoken"],
@@ -39,7 +39,7 @@ def _stock_entry(row: sqlite3.Row) -> StockEntry:
 
 
 def stock_entries(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     sku: str | None = None,
     location: str | None = None,
@@ -79,14 +79,14 @@ def sku_neighbours(sku: str) -> list[str]:
     return [s for s in dict.fromkeys(out) if s != sku]
 
 
-def sku_suggestions(conn: sqlite3.Connection, sku: str) -> list[str]:
+def sku_suggestions(conn: Conn, sku: str) -> list[str]:
     candidates = sku_neighbours(sku)
     marks = ",".join("?" * len(candidates))
     rows = conn.execute(f"SELECT sku FROM items WHERE sku IN ({marks}) ORDER BY sku", candidates)
     return [row["sku"] for row in rows][:5]
 
 
-def _items(conn: sqlite3.Connection, rows: Iterable[sqlite3.Row]) -> list[Item]:
+def _items(conn: Conn, rows: Iterable[Any]) -> list[Item]:
     rows = list(rows)
     if not rows:
         return []
@@ -122,7 +122,7 @@ def _items(conn: sqlite3.Connection, rows: Iterable[sqlite3.Row]) -> list[Item]:
     ]
 
 
-def item(conn: sqlite3.Connection, sku: str) -> Item:
+def item(conn: Conn, sku: str) -> Item:
     found = _items(conn, conn.execute("SELECT * FROM items WHERE sku = ?", (sku,)))
     if not found:
         raise ProblemError(
@@ -138,7 +138,7 @@ def _like_escape(text: str) -> str:
 
 
 def find_items(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     q: str | None = None,
     sku: str | None = None,
@@ -164,16 +164,14 @@ def find_items(
     return _items(conn, conn.execute(sql, params))
 
 
-def _location_row(conn: sqlite3.Connection, code: str) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM locations WHERE code = ?", (code,)
-    ).fetchone()
+def _location_row(conn: Conn, code: str) -> Any:
+    row: Any = conn.execute("SELECT * FROM locations WHERE code = ?", (code,)).fetchone()
     if row is None:
         raise ProblemError("LOCATION_NOT_FOUND", f"There is no location {code}.", location=code)
     return row
 
 
-def location(conn: sqlite3.Connection, code: str) -> Location:
+def location(conn: Conn, code: str) -> Location:
     row = _location_row(conn, code)
     return Location(
         code=row["code"],
@@ -183,9 +181,9 @@ def location(conn: sqlite3.Connection, code: str) -> Location:
     )
 
 
-def verify(conn: sqlite3.Connection, code: str, check_digits: str) -> Verification:
+def digits_match(conn: Conn, code: str, check_digits: str) -> bool:
     row = _location_row(conn, code)
-    return Verification(location=code, match=row["check_digits"] == check_digits)
+    return bool(row["check_digits"] == check_digits)
 
 
 _PICK_SELECT = """
@@ -194,7 +192,7 @@ FROM pick_tasks p JOIN items i ON i.sku = p.sku JOIN locations l ON l.code = p.l
 """
 
 
-def pick_task_from_row(row: sqlite3.Row) -> PickTask:
+def pick_task_from_row(row: Any) -> PickTask:
     return PickTask(
         id=row["id"],
         sku=row["sku"],
@@ -208,14 +206,14 @@ def pick_task_from_row(row: sqlite3.Row) -> PickTask:
     )
 
 
-def pick_task(conn: sqlite3.Connection, task_id: str) -> PickTask:
+def pick_task(conn: Conn, task_id: str) -> PickTask:
     row = conn.execute(_PICK_SELECT + " WHERE p.id = ?", (task_id,)).fetchone()
     if row is None:
         raise ProblemError("PICK_NOT_FOUND", f"There is no pick task {task_id}.")
     return pick_task_from_row(row)
 
 
-def next_pick(conn: sqlite3.Connection) -> NextPick:
+def next_pick(conn: Conn) -> NextPick:
     row = conn.execute(_PICK_SELECT + " WHERE p.status = 'open' ORDER BY p.seq LIMIT 1").fetchone()
     open_tasks = conn.execute("SELECT count(*) FROM pick_tasks WHERE status = 'open'").fetchone()
     return NextPick(
@@ -224,7 +222,7 @@ def next_pick(conn: sqlite3.Connection) -> NextPick:
 
 
 def audit(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     sku: str | None = None,
     location: str | None = None,

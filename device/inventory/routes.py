@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from device.inventory import operations, queries
-from device.inventory.db import Database
+from device.inventory import lockout, operations, queries
+from device.inventory.db import Conn, Database
 from device.inventory.models import (
     GTIN_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
@@ -90,8 +91,14 @@ SkuQuery = Query(pattern=SKU_PATTERN)
 LocationPath = Path(pattern=LOCATION_PATTERN)
 
 _PROBLEM = {"model": Problem}
+_UNPARSEABLE = {**_PROBLEM, "description": "The body is not JSON text (say, not UTF-8)"}
+_LOCKED = {
+    **_PROBLEM,
+    "description": "Too many wrong check digits from this device at this location",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds"}},
+}
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {**_PROBLEM, "description": "Idempotency-Key missing"},
+    400: {**_PROBLEM, "description": "Idempotency-Key missing, or the body is not JSON text"},
     404: {**_PROBLEM, "description": "Unknown item, location or task"},
     409: {**_PROBLEM, "description": "Conflict (stock, key in progress, task closed)"},
     412: {**_PROBLEM, "description": "Stale count version"},
@@ -179,13 +186,20 @@ async def get_location(
 @router.post(
     "/locations/{code}/verify",
     response_model=Verification,
-    responses={404: _PROBLEM},
-    summary="Compare the check digits a worker spoke with the bin label (changes nothing)",
+    responses={400: _UNPARSEABLE, 404: _PROBLEM, 429: _LOCKED},
+    summary="Compare the check digits a worker spoke with the bin label (counts the attempt)",
 )
 async def verify_location(
-    request: Request, _device: Device, code: Annotated[str, LocationPath], body: VerifyRequest
+    request: Request, device: Device, code: Annotated[str, LocationPath], body: VerifyRequest
 ) -> Response:
-    return _json(_db(request).read(lambda c: queries.verify(c, code, body.check_digits)))
+    policy: lockout.LockoutPolicy = request.app.state.lockout
+
+    def attempt(conn: Conn) -> Verification:
+        match = queries.digits_match(conn, code, body.check_digits)
+        left = lockout.record(conn, device, code, match, policy)
+        return Verification(location=code, match=match, attempts_left=left)
+
+    return _json(_db(request).write(attempt))
 
 
 @router.post(
@@ -258,7 +272,7 @@ async def get_pick(
     "/picks/{task_id}/confirm",
     status_code=201,
     response_model=PickResult,
-    responses=_write_doc(PickResult, "pick confirmation"),
+    responses={**_write_doc(PickResult, "pick confirmation"), 429: _LOCKED},
 )
 async def confirm_pick(
     request: Request,
@@ -268,14 +282,30 @@ async def confirm_pick(
     body: PickConfirmRequest,
     dry_run: DryRun = False,
 ) -> Response:
-    return await run_write(
-        request,
-        device_id=device,
-        headers=headers,
-        dry_run=dry_run,
-        body=body,
-        operation=lambda c, ctx: operations.confirm_pick(c, ctx, task_id, body),
-    )
+    db = _db(request)
+    policy: lockout.LockoutPolicy = request.app.state.lockout
+    where = db.read(lambda c: queries.pick_task(c, task_id).location)
+    db.read(lambda c: lockout.check(c, device, where))
+    try:
+        response = await run_write(
+            request,
+            device_id=device,
+            headers=headers,
+            dry_run=dry_run,
+            body=body,
+            operation=lambda c, ctx: operations.confirm_pick(c, ctx, task_id, body),
+        )
+    except ProblemError as problem:  # a dry run raises its problem
+        if problem.code == "CHECK_DIGIT_MISMATCH":
+            db.write(lambda c: lockout.record(c, device, where, False, policy))
+        raise
+    # A replay repeats an earlier answer: it is not a new guess.
+    if response.headers.get(REPLAYED_HEADER) == "false":
+        if response.status_code == 201:
+            db.write(lambda c: lockout.record(c, device, where, True, policy))
+        elif json.loads(bytes(response.body)).get("code") == "CHECK_DIGIT_MISMATCH":
+            db.write(lambda c: lockout.record(c, device, where, False, policy))
+    return response
 
 
 @router.post(

@@ -115,3 +115,12 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created_at  REAL NOT NULL,
     PRIMARY KEY (device_id, key)
 );
+
+-- Wrong check digits in a row per device and location, and the lockout they caused.
+CREATE TABLE IF NOT EXISTS check_digit_attempts (
+    device_id    TEXT NOT NULL,
+    location     TEXT NOT NULL,
+    failures     INTEGER NOT NULL,
+    locked_until REAL,
+    PRIMARY KEY (device_id, location)
+);

@@ -11,11 +11,10 @@ from __future__ import annotations
 import itertools
 import os
 import random
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from device.inventory.db import Database
+from device.inventory.db import Conn, Database, open_database
 from device.inventory.tokens import store_token
 from device.tools.speech import spoken_location
 
@@ -232,18 +231,28 @@ def _build_picks(
     return picks
 
 
-def seed_demo(db: Database, *, number: int = DEFAULT_SEED_NUMBER) -> SeedReport:
-    """Fill an empty database with the demo warehouse and mint the demo device's token."""
+def is_seeded(db: Database) -> bool:
+    return bool(db.read(lambda c: c.execute("SELECT count(*) FROM items").fetchone()[0]))
+
+
+def seed_demo(
+    db: Database, *, number: int = DEFAULT_SEED_NUMBER, token_file: Path | None = None
+) -> SeedReport:
+    """Fill an empty database with the demo warehouse and mint the demo device's token.
+
+    The token goes to `token_file` (mode 0600), by default next to a SQLite file; on
+    PostgreSQL without a `token_file` it is only in the report.
+    """
     rng = random.Random(number)
     items, pairs = _build_items(rng)
     locations = _build_locations(rng)
     stock = _build_stock(rng, items, locations)
     picks = _build_picks(rng, stock)
 
-    def load(conn: sqlite3.Connection) -> str:
+    def load(conn: Conn) -> str:
         if conn.execute("SELECT count(*) FROM items").fetchone()[0]:
             raise SeedError(
-                f"{db.path} already holds inventory data; seed a new file or pass --reset"
+                f"{db.url} already holds inventory data; seed a new file or pass --reset"
             )
         conn.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)", items)
         conn.executemany("INSERT INTO confusables VALUES (?, ?, ?)", pairs)
@@ -261,10 +270,11 @@ def seed_demo(db: Database, *, number: int = DEFAULT_SEED_NUMBER) -> SeedReport:
         return store_token(conn, DEMO_DEVICE)
 
     token = db.write(load)
-    path = demo_token_path(db.path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
+    path = token_file or (demo_token_path(db.path) if db.path is not None else None)
+    if path is not None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
     stocked = len({row[0] for row in stock})
     return SeedReport(
         items=len(items),
@@ -278,15 +288,17 @@ def seed_demo(db: Database, *, number: int = DEFAULT_SEED_NUMBER) -> SeedReport:
     )
 
 
-def check_digits_for(db_path: Path, location: str) -> str:
+def check_digits_for(target: str | Path, location: str) -> str:
     """The label's check digits, for scripted workers in demos and tests (never via the API)."""
-    conn = sqlite3.connect(db_path)
+    db = open_database(target)
     try:
-        row = conn.execute(
-            "SELECT check_digits FROM locations WHERE code = ?", (location,)
-        ).fetchone()
+        row = db.read(
+            lambda c: c.execute(
+                "SELECT check_digits FROM locations WHERE code = ?", (location,)
+            ).fetchone()
+        )
     finally:
-        conn.close()
+        db.close()
     if row is None:
-        raise SeedError(f"no location {location} in {db_path}")
+        raise SeedError(f"no location {location} in {target}")
     return str(row[0])

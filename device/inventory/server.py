@@ -14,8 +14,10 @@ from pathlib import Path
 import uvicorn
 
 from device.inventory.app import API_PREFIX, create_app
-from device.inventory.db import Database
-from device.inventory.seed import DEFAULT_SEED_NUMBER, SeedError, SeedReport, seed_demo
+from device.inventory.db import Database, is_postgres_url, sqlite_path
+from device.inventory.db import open_database as connect_database
+from device.inventory.seed import DEFAULT_SEED_NUMBER, SeedError, SeedReport, is_seeded, seed_demo
+from device.tcp import listen
 
 SEEDS = ("demo",)
 
@@ -23,8 +25,14 @@ SEEDS = ("demo",)
 @dataclass(frozen=True)
 class RunningInventory:
     base_url: str  # ends in /api/v1, ready for InventoryClient
-    db_path: Path
+    db: str  # the SQLite file or the postgresql:// URL
     seed: SeedReport | None
+
+    @property
+    def db_path(self) -> Path:
+        if is_postgres_url(self.db):
+            raise RuntimeError(f"the inventory runs on PostgreSQL ({self.db}), not a file")
+        return sqlite_path(self.db)
 
     @property
     def token(self) -> str:
@@ -40,13 +48,21 @@ class RunningInventory:
 
 
 def open_database(
-    db_path: Path, *, seed: str | None = None, seed_number: int = DEFAULT_SEED_NUMBER
+    target: str | Path,
+    *,
+    seed: str | None = None,
+    seed_number: int = DEFAULT_SEED_NUMBER,
+    token_file: Path | None = None,
 ) -> tuple[Database, SeedReport | None]:
+    """Open (and with seed="demo", fill) the database. An already seeded database is opened
+    as it is, so a restart with the same command keeps its stock: the report is then None."""
     if seed is not None and seed not in SEEDS:
         raise SeedError(f"unknown seed {seed!r}: the available seed is 'demo'")
-    db = Database(db_path)
+    db = connect_database(target)
     try:
-        report = seed_demo(db, number=seed_number) if seed == "demo" else None
+        report = None
+        if seed == "demo" and not is_seeded(db):
+            report = seed_demo(db, number=seed_number, token_file=token_file)
     except BaseException:
         db.close()
         raise
@@ -54,17 +70,12 @@ def open_database(
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        sock = listen(host, port)
     except OSError as exc:
-        sock.close()
         raise OSError(
             f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port"
         ) from exc
-    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
@@ -91,14 +102,14 @@ class InventoryServer:
 
     def __init__(
         self,
-        db_path: Path,
+        db: str | Path,
         *,
         seed: str | None = None,
         seed_number: int = DEFAULT_SEED_NUMBER,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self._db_path = Path(db_path)
+        self._target = str(db)
         self._seed = seed
         self._seed_number = seed_number
         self._host = host
@@ -109,7 +120,7 @@ class InventoryServer:
         self._sock: socket.socket | None = None
 
     def start(self, timeout_s: float = 30.0) -> RunningInventory:
-        db, report = open_database(self._db_path, seed=self._seed, seed_number=self._seed_number)
+        db, report = open_database(self._target, seed=self._seed, seed_number=self._seed_number)
         self._db = db
         try:
             self._sock = bind_socket(self._host, self._port)
@@ -137,7 +148,7 @@ class InventoryServer:
             raise
         url_host = f"[{self._host}]" if ":" in self._host else self._host
         return RunningInventory(
-            base_url=f"http://{url_host}:{port}{API_PREFIX}", db_path=self._db_path, seed=report
+            base_url=f"http://{url_host}:{port}{API_PREFIX}", db=self._target, seed=report
         )
 
     def stop(self) -> None:
@@ -156,7 +167,7 @@ class InventoryServer:
 
 @contextlib.asynccontextmanager
 async def serve_inventory(
-    db_path: Path,
+    db: str | Path,
     *,
     seed: str | None = None,
     seed_number: int = DEFAULT_SEED_NUMBER,
@@ -168,7 +179,7 @@ async def serve_inventory(
     Usage: `async with serve_inventory(tmp_path / "inv.db", seed="demo") as inv:` then talk
     to `inv.base_url` with `inv.token`. Leaving the block stops the server.
     """
-    server = InventoryServer(db_path, seed=seed, seed_number=seed_number, host=host, port=port)
+    server = InventoryServer(db, seed=seed, seed_number=seed_number, host=host, port=port)
     running = await asyncio.to_thread(server.start)
     try:
         yield running

@@ -9,10 +9,9 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import sqlite3
 from pathlib import Path
 
-from device.inventory.db import Database, connect, initialise, run_in_transaction
+from device.inventory.db import Conn, Database, open_database
 from device.inventory.operations import now_iso
 
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -32,7 +31,7 @@ def check_device_id(device_id: str) -> str:
     return device_id
 
 
-def store_token(conn: sqlite3.Connection, device_id: str) -> str:
+def store_token(conn: Conn, device_id: str) -> str:
     """Mint a new token for `device_id`, replacing any earlier one. Returns the plain token."""
     check_device_id(device_id)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -45,7 +44,7 @@ def store_token(conn: sqlite3.Connection, device_id: str) -> str:
     return token
 
 
-def revoke_token(conn: sqlite3.Connection, device_id: str) -> bool:
+def revoke_token(conn: Conn, device_id: str) -> bool:
     cur = conn.execute(
         "UPDATE devices SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL",
         (now_iso(), device_id),
@@ -53,21 +52,20 @@ def revoke_token(conn: sqlite3.Connection, device_id: str) -> bool:
     return cur.rowcount == 1
 
 
-def device_for_hash(conn: sqlite3.Connection, digest: str) -> str | None:
+def device_for_hash(conn: Conn, digest: str) -> str | None:
     row = conn.execute(
         "SELECT device_id FROM devices WHERE token_sha256 = ? AND revoked_at IS NULL", (digest,)
     ).fetchone()
     return None if row is None else str(row["device_id"])
 
 
-def mint_token(db_path: Path, device_id: str) -> str:
-    """Mint a token straight into the database file (CLI use; safe while a server runs)."""
-    initialise(db_path)
-    conn = connect(db_path)
+def mint_token(target: str | Path, device_id: str) -> str:
+    """Mint a token straight into the database (CLI use; safe while a server runs)."""
+    db = open_database(target)
     try:
-        return run_in_transaction(conn, lambda c: store_token(c, device_id))
+        return db.write(lambda c: store_token(c, device_id))
     finally:
-        conn.close()
+        db.close()
 
 
 def device_for_token(db: Database, token: str) -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -11,7 +10,7 @@ from fastapi import Request, Response
 from pydantic import BaseModel
 
 from device.inventory import idempotency
-from device.inventory.db import Database
+from device.inventory.db import Conn, Database
 from device.inventory.operations import WriteContext
 from device.inventory.problems import PROBLEM_MEDIA_TYPE, ProblemError
 
@@ -59,7 +58,7 @@ async def run_write(
     headers: CallHeaders,
     dry_run: bool,
     body: BaseModel,
-    operation: Callable[[sqlite3.Connection, WriteContext], BaseModel],
+    operation: Callable[[Conn, WriteContext], BaseModel],
     success_status: int = 201,
 ) -> Response:
     db: Database = request.app.state.db
@@ -85,7 +84,7 @@ async def run_write(
     lease = outcome.lease
     keyed = replace(ctx, idempotency_key=key)
 
-    def apply(conn: sqlite3.Connection) -> idempotency.Replay:
+    def apply(conn: Conn) -> idempotency.Replay:
         return idempotency.apply(
             conn,
             device_id,
