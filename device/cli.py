@@ -62,7 +62,16 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
 
 def _print_status(answer: dict[str, object]) -> None:
-    keys = ("state", "uptime_s", "session", "last_session", "last_error", "counters", "metrics")
+    keys = (
+        "state",
+        "uptime_s",
+        "session",
+        "last_session",
+        "last_error",
+        "counters",
+        "metrics",
+        "write_queue",
+    )
     for key in keys:
         print(f"{key:>13}: {json.dumps(answer.get(key))}")
 

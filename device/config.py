@@ -218,6 +218,8 @@ class ToolSettings(_Section):
     token_file: Path | None = None
     timeout_s: PositiveFloat = 5.0
     confirm_words: list[str] = Field(default_factory=lambda: ["confirm", "confirmed", "correct"])
+    write_queue: Path = Path("write-queue.db")
+    write_queue_retry_max_s: PositiveFloat = 30.0
 
 
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")

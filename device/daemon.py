@@ -31,8 +31,8 @@ from device.service.eventlog import EventLog
 from device.service.metrics import start_metrics
 from device.service.notify import Notifier, status_subscriber, watchdog_task
 from device.tools.dispatcher import ToolDispatcher
-from device.tools.inventory_client import InventoryClient
 from device.tools.registry import ToolSet
+from device.tools.write_queue import QueueingInventoryClient, WriteQueue
 from device.vision.eye import Eye
 from device.wake.listener import build_listener
 
@@ -73,10 +73,12 @@ def build_speaker(settings: Settings) -> AudioSink:
     return PyAudioSink(audio.output_device)
 
 
-def build_tools(settings: Settings, resolved: Resolved, bus: EventBus) -> ToolSet:
+def build_tools(
+    settings: Settings, resolved: Resolved, bus: EventBus, queue: WriteQueue
+) -> ToolSet:
     tools = settings.tools
-    client = InventoryClient(
-        tools.inventory_url, resolved.inventory_token or "", timeout_s=tools.timeout_s
+    client = QueueingInventoryClient(
+        tools.inventory_url, resolved.inventory_token or "", queue=queue, timeout_s=tools.timeout_s
     )
     dispatcher = ToolDispatcher(
         bus=bus,
@@ -88,6 +90,14 @@ def build_tools(settings: Settings, resolved: Resolved, bus: EventBus) -> ToolSe
         button_confirms=False,
     )
     return ToolSet(dispatcher, bus=bus, timeout_s=tools.timeout_s)
+
+
+def build_write_queue(settings: Settings, bus: EventBus) -> WriteQueue:
+    return WriteQueue(
+        settings.state_path(settings.tools.write_queue),
+        bus=bus,
+        retry_max_s=settings.tools.write_queue_retry_max_s,
+    )
 
 
 def live_connector(settings: Settings, resolved: Resolved, tools: ToolRunner) -> LiveConnector:
@@ -108,7 +118,8 @@ async def assemble(
         settings.state_path(settings.device.event_log), device_id=settings.device.id
     )
     bus.subscribe(event_log)
-    tools = build_tools(settings, resolved, bus)
+    write_queue = build_write_queue(settings, bus)
+    tools = build_tools(settings, resolved, bus, write_queue)
     mic = build_mic(settings, bus)
     # The tap keeps what the speaker played: the echo stage's reference.
     speaker = SpeakerTap(build_speaker(settings))
@@ -149,6 +160,8 @@ async def assemble(
     appliance.use_capture(capture, *([listener.run] if listener is not None else []))
     metrics = start_metrics(settings, bus, speaker)
     appliance.status_sections["metrics"] = metrics.summary
+    appliance.status_sections["write_queue"] = write_queue.summary
+    metrics.collector.families.wake_enabled.set(listener is not None)
     control = ControlServer(settings.device.control_socket, _control_handler(appliance))
     board = Board(settings, bus=bus, handler=appliance)
     try:
@@ -159,6 +172,7 @@ async def assemble(
         board.open(asyncio.get_running_loop())
         eye.start()
         await control.start()
+        await write_queue.start()
         yield appliance
     finally:
         await control.stop()
@@ -171,6 +185,7 @@ async def assemble(
             echo.close()
         await speaker.close()
         await mic.close()
+        await write_queue.aclose()
         await tools.aclose()
         metrics.close()
         event_log.close()

@@ -259,6 +259,24 @@ class WireSent(Event):
     waited_ms: float
 
 
+@dataclass(frozen=True, kw_only=True)
+class WriteQueueChanged(Event):
+    """The device's queue of confirmed writes for an unreachable inventory API changed.
+
+    `change`: loaded (at start), queued, delivered, or rejected (the API refused it on
+    delivery; `code` says why and `handoff_id` is the ticket opened for a person instead).
+    """
+
+    kind: ClassVar[str] = "write_queue"
+    change: str
+    depth: int
+    oldest_ts: float | None = None  # wall-clock time the oldest waiting write was saved
+    idempotency_key: str = ""
+    path: str = ""
+    code: str = ""
+    handoff_id: int | None = None
+
+
 Subscriber = Callable[[Event], None]
 
 

@@ -43,6 +43,7 @@ from device.events import (
     UserSpeech,
     WakeDetected,
     WireSent,
+    WriteQueueChanged,
 )
 from device.service.metrics_export import Families, MetricsEndpoint, MetricsEndpointError
 from device.service.metrics_tasks import TaskResult, TaskTracker
@@ -105,6 +106,8 @@ class MetricsCollector:
         self._capture_s: float | None = None
         self._wake: float | None = None
         self._watchers: set[asyncio.Task[None]] = set()
+        self._queue_oldest: float | None = None
+        self.families.write_queue_oldest_age.set_function(self._queue_age)
         self._unsubscribe = bus.subscribe(self)
 
     @property
@@ -155,6 +158,8 @@ class MetricsCollector:
                 self._counts["resumes"] += 1
         elif isinstance(event, SessionEnded):
             self._tasks.session_ended(event.session_id)
+        elif isinstance(event, WriteQueueChanged):
+            self._on_write_queue(event)
         elif isinstance(event, ErrorRaised):
             f.errors.labels(event.where).inc()
             # Every failure of the Live connection (a close code, a timeout, the network) is
@@ -185,6 +190,18 @@ class MetricsCollector:
         queued = getattr(speaker, "queued_bytes", 0)  # QueuedSink has it; others start at 0
         target = speaker.played_bytes + int(queued) + 1
         self._watch(self._first_heard(event.mono, target, speech_end, self._capture_s))
+
+    def _on_write_queue(self, event: WriteQueueChanged) -> None:
+        f = self.families
+        f.write_queue_depth.set(event.depth)
+        self._queue_oldest = event.oldest_ts if event.depth else None
+        if event.change == "delivered":
+            f.write_queue_delivered.inc()
+        elif event.change == "rejected":
+            f.write_queue_rejected.inc()
+
+    def _queue_age(self) -> float:
+        return 0.0 if self._queue_oldest is None else max(0.0, time.time() - self._queue_oldest)
 
     def _on_tool(self, event: ToolFinished) -> None:
         f = self.families

@@ -13,7 +13,7 @@ import re
 import threading
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Enum, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info
 from prometheus_client.exposition import generate_latest, start_http_server
 
 from device.events import State
@@ -125,6 +125,27 @@ class Families:
         )
         self.wakes = Counter(f"{PREFIX}_wakes", "Wake-word detections.", ["model"], registry=r)
         self.errors = Counter(f"{PREFIX}_errors", "Errors raised, by part.", ["where"], registry=r)
+        self.wake_enabled = Gauge(
+            f"{PREFIX}_wake_enabled", "1 while the wake word is listening, 0 when off.", registry=r
+        )
+        self.write_queue_depth = Gauge(
+            f"{PREFIX}_write_queue_depth",
+            "Confirmed writes saved on the device, waiting for the inventory API.",
+            registry=r,
+        )
+        self.write_queue_oldest_age = Gauge(
+            f"{PREFIX}_write_queue_oldest_age_seconds",
+            "Age of the oldest write waiting for the inventory API (0 when none waits).",
+            registry=r,
+        )
+        self.write_queue_delivered = Counter(
+            f"{PREFIX}_write_queue_delivered", "Saved writes the API took.", registry=r
+        )
+        self.write_queue_rejected = Counter(
+            f"{PREFIX}_write_queue_rejected",
+            "Saved writes the API refused on delivery (each became a hand-off ticket).",
+            registry=r,
+        )
         self.state.state(State.IDLE.value)
 
     def exposition(self) -> bytes:

@@ -38,6 +38,7 @@ from device.tools.handlers import (
 )
 from device.tools.inventory_client import CallContext, InventoryClient, InventoryError
 from device.tools.validation import ArgumentProblem, ArgumentValidator
+from device.tools.write_queue import queued_result
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +273,8 @@ class ToolDispatcher:
                 # idempotency key, so it cannot apply twice.
                 return results.from_inventory_error(err, pending.args)
             self._gate.resolve("committed", pending.confirmed_by or "", action=pending)
+            if body.get("queued"):  # saved on the device while the API is away
+                return queued_result(pending.tool, body)
             return results.ok(
                 committed_sentence(pending.tool, pending.args, body), committed_data(body)
             )
