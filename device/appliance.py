@@ -1,8 +1,9 @@
-"""The appliance state machine and the owner of its tasks.
+"""The appliance: the owner of its tasks, moving through the states of `device.state_table`.
 
 idle → listening → connecting → conversing → closing → idle, with error and offline as the
-places a failed session lands. Buttons, the control socket and (later) the wake word all enter
-through `press`/`release`, so every way of starting a conversation takes the same path.
+places a failed session or a broken part lands. Buttons, the control socket and the wake word
+all enter through `press`/`release`/`wake`, so every way of starting a conversation takes the
+same path. Every state change goes through the table (`_set`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
+from device.appliance_status import Status
 from device.audio import CAPTURE_RATE, SAMPLE_WIDTH
 from device.audio.capture import Capture, CaptureLost, CaptureRestored
 from device.audio.sink import AudioSink
@@ -25,36 +25,18 @@ from device.events import (
     ErrorRaised,
     Event,
     EventBus,
-    SessionEnded,
     SessionStarted,
     State,
-    StateChanged,
-    ToolFinished,
 )
 from device.live.session import Connector, Conversation, ToolRunner
+from device.service.supervisor import Health, PartHealth
+from device.state_table import Facts, StateMachine
 from device.wake.detector import WakeHit
 
 log = logging.getLogger(__name__)
 
 ConnectorFactory = Callable[[str | None], Connector]
 Companion = Callable[[], Coroutine[Any, Any, None]]
-
-
-@dataclass
-class Counters:
-    sessions: int = 0
-    turns_interrupted: int = 0
-    tool_calls: int = 0
-    tool_errors: int = 0
-    errors: int = 0
-
-
-@dataclass
-class Status:
-    started_at: float = field(default_factory=time.time)
-    last_session: dict[str, Any] = field(default_factory=dict)
-    last_error: dict[str, Any] = field(default_factory=dict)
-    counters: Counters = field(default_factory=Counters)
 
 
 class Appliance:
@@ -81,7 +63,11 @@ class Appliance:
         self._manual = manual_turns
         self._idle_timeout_s = idle_timeout_s
         self._connect_timeout_s = connect_timeout_s
-        self._state = State.IDLE
+        self._machine = StateMachine(bus)
+        # Parts that do not work (mic, speaker, ...): name -> why. While any is listed and no
+        # session is open, the state is error, which is what the LED shows.
+        self._faults: dict[str, str] = {}
+        self._fault_shown = False
         self._conversation: Conversation | None = None
         self._session_task: asyncio.Task[None] | None = None
         self._talking = False
@@ -92,11 +78,12 @@ class Appliance:
         self.status = Status()
         # Extra sections of `snapshot()` (the status answer), e.g. "metrics": their getters.
         self.status_sections: dict[str, Callable[[], Any]] = {}
-        bus.subscribe(self._account)
+        bus.subscribe(self.status.account)
+        bus.subscribe(self._follow_faults)
 
     @property
     def state(self) -> State:
-        return self._state
+        return self._machine.state
 
     @property
     def mic(self) -> AudioSource:
@@ -186,9 +173,8 @@ class Appliance:
         capture = self._capture
         if capture is None:
             capture = self._capture = Capture(self._mic, bus=self.bus)
-        if self._conversation is None:
+        if self._conversation is None and self.state == State.IDLE:
             self._set(State.IDLE, "started")
-        unfollow = self.bus.subscribe(self._follow_capture)
         companions = [
             asyncio.create_task(run(), name="capture-companion") for run in self._companions
         ]
@@ -206,7 +192,6 @@ class Appliance:
                     # A held talk button is speech: the session must not idle out.
                     conversation.touch()
         finally:
-            unfollow()
             for task in companions:
                 task.cancel()
             await asyncio.gather(*companions, return_exceptions=True)
@@ -219,7 +204,6 @@ class Appliance:
     _companions: tuple[Companion, ...] = ()
     _holding_for: Conversation | None = None  # its audio waits for the wake word's end
     _send_from = 0  # capture offset from which frames go to the conversation
-    _capture_lost = False
 
     def use_capture(self, capture: Capture, *companions: Companion) -> None:
         """Capture through `capture` (pre-roll, echo stage, reopening a lost microphone) and
@@ -259,24 +243,44 @@ class Appliance:
             conversation.send_audio(kept.pcm[offset : offset + step])
         self._send_from = kept.end
 
-    def _follow_capture(self, event: Event) -> None:
+    def _follow_faults(self, event: Event) -> None:
         # State changes are deferred a step so they never land inside another one's publish.
-        loop = asyncio.get_running_loop()
         if isinstance(event, CaptureLost):
-            self._capture_lost = True
-            loop.call_soon(self._show_capture, f"microphone lost: {event.reason}")
+            self._faults["mic"] = f"microphone lost: {event.reason}"
         elif isinstance(event, CaptureRestored):
-            self._capture_lost = False
-            loop.call_soon(self._show_capture, "microphone is back")
-        elif isinstance(event, StateChanged) and event.state == State.IDLE and self._capture_lost:
-            loop.call_soon(self._show_capture, "microphone still lost")
+            self._faults.pop("mic", None)
+        elif isinstance(event, PartHealth):
+            if event.health == Health.OK:
+                self._faults.pop(event.part, None)
+            else:
+                self._faults[event.part] = event.reason
+        else:
+            return
+        asyncio.get_running_loop().call_soon(self._show_faults)
 
-    def _show_capture(self, reason: str) -> None:
-        if self._conversation is not None:
+    def _show_faults(self) -> None:
+        if self._conversation is not None or self.state not in (
+            State.IDLE,
+            State.ERROR,
+            State.OFFLINE,
+        ):
             return  # the session's own states show meanwhile; its end brings this back
-        if self._capture_lost and self._state != State.ERROR:
-            self._set(State.ERROR, reason)
-        elif not self._capture_lost and self._state == State.ERROR:
+        if self._faults:
+            reason = "; ".join(f"{part}: {why}" for part, why in sorted(self._faults.items()))
+            if self.state != State.ERROR or self._fault_shown:
+                self._fault_shown = True
+                if self._machine.allowed(State.ERROR, self._facts()):
+                    self._set(State.ERROR, reason)
+        elif self._fault_shown and self.state == State.ERROR:
+            self._settle("every part works again")
+
+    def _settle(self, reason: str) -> None:
+        """After a session or a fault: idle, or error while a part is still broken."""
+        if self._faults:
+            self._fault_shown = True
+            self._set(State.ERROR, "; ".join(sorted(self._faults.values())))
+        else:
+            self._fault_shown = False
             self._set(State.IDLE, reason)
 
     def _companion_done(self, task: asyncio.Task[None]) -> None:
@@ -311,13 +315,31 @@ class Appliance:
         if self._manual:
             conversation.mark("activity_start")
         self._set(State.LISTENING, "hands-free" if self._open_mic else "push to talk")
-        self._session_task = asyncio.create_task(self._converse(conversation), name="session")
+        task = asyncio.create_task(self._converse(conversation), name="session")
+        task.add_done_callback(self._session_done)
+        self._session_task = task
+
+    def _session_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        # A bug in the session's ending: say so, and never leave the state hanging.
+        log.error("session task failed: %r", exc, exc_info=exc)
+        self.bus.publish(ErrorRaised(where="appliance", message=f"session task failed: {exc!r}"))
+        if self._conversation is None and self.state in (
+            State.LISTENING,
+            State.CONNECTING,
+            State.CONVERSING,
+        ):
+            self._set(State.CLOSING, "the session task failed")
+        if self._conversation is None and self.state == State.CLOSING:
+            self._set(State.ERROR, "the session task failed")
 
     async def _converse(self, conversation: Conversation) -> None:
         self._set(State.CONNECTING, conversation.session_id)
 
         def show(state: State, reason: str) -> None:
-            if self._conversation is conversation and self._state != state:
+            if self._conversation is conversation and self.state != state:
                 self._set(state, reason)
 
         def follow(event: Event) -> None:
@@ -337,9 +359,16 @@ class Appliance:
             self._conversation = None
             self._talking = self._open_mic = False
         self._set(State.CLOSING, outcome.reason)
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(5.0):
                 await self._speaker.drain()
+        except TimeoutError:
+            pass
+        except Exception as exc:  # the speaker broke: the supervisor reopens it
+            log.error("the speaker failed at the end of a session: %s", exc)
+            self.bus.publish(ErrorRaised(where="speaker", message=str(exc)))
+        if self._conversation is not None:
+            return  # a new session started while this one's reply drained: it owns the state
         if outcome.offline:
             self._set(State.OFFLINE, outcome.reason)
             await conversation.play_cue("offline")
@@ -349,53 +378,32 @@ class Appliance:
             self._set(State.ERROR, outcome.reason)
             await conversation.play_cue("denied" if outcome.denied else "error")
         else:
-            self._set(State.IDLE, outcome.reason)
+            self._settle(outcome.reason)
 
     async def _await_network(self, conversation: Conversation) -> None:
         """Probe the Live endpoint with backoff until it answers, then show idle again. A
         press meanwhile starts a new attempt at once (and ends this wait)."""
         delay, cap = conversation.policy.reconnect_base_s, conversation.policy.offline_probe_max_s
-        while self._state == State.OFFLINE and self._conversation is None:
+        while self.state == State.OFFLINE and self._conversation is None:
             reachable = await conversation.probe()
             if reachable is None:
                 return  # the connector cannot probe: the next attempt will tell
-            if reachable and self._state == State.OFFLINE and self._conversation is None:
-                self._set(State.IDLE, "the Live endpoint is reachable again")
+            if reachable and self.state == State.OFFLINE and self._conversation is None:
+                self._settle("the Live endpoint is reachable again")
                 return
             await asyncio.sleep(delay)
             delay = min(cap, delay * 2)
 
-    def _set(self, state: State, reason: str = "") -> None:
-        previous, self._state = self._state, state
-        self.bus.publish(StateChanged(state=state, previous=previous, reason=reason))
+    def _facts(self) -> Facts:
+        return Facts(session_open=self._conversation is not None, faults=len(self._faults))
 
-    def _account(self, event: Event) -> None:
-        counters = self.status.counters
-        if isinstance(event, SessionStarted):
-            counters.sessions += 1
-            self.status.last_session = {"session_id": event.session_id, "started": event.ts}
-        elif isinstance(event, SessionEnded):
-            self.status.last_session.update(ended=event.ts, reason=event.reason)
-        elif isinstance(event, ToolFinished):
-            counters.tool_calls += 1
-            counters.tool_errors += event.status not in ("ok", "needs_confirmation")
-        elif isinstance(event, ErrorRaised):
-            counters.errors += 1
-            self.status.last_error = {
-                "where": event.where,
-                "message": event.message,
-                "ts": event.ts,
-            }
-        elif event.kind == "interrupted":
-            counters.turns_interrupted += 1
+    def _set(self, state: State, reason: str = "") -> None:
+        self._machine.go(state, reason, self._facts())
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "state": self._state.value,
-            "uptime_s": round(time.time() - self.status.started_at, 1),
-            "session": self._conversation.session_id if self._conversation else None,
-            "last_session": self.status.last_session,
-            "last_error": self.status.last_error,
-            "counters": vars(self.status.counters),
+            "state": self.state.value,
+            **self.status.snapshot(self._conversation.session_id if self._conversation else None),
+            "faults": dict(self._faults),
             **{name: section() for name, section in self.status_sections.items()},
         }

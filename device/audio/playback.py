@@ -5,6 +5,11 @@ thread takes one output buffer at a time and hands it to the device, whose own c
 `flush` empties the queue at once for barge-in, and the player drops the device's pending
 audio as soon as the buffer it is handing over is done, so playback stops within one output
 buffer. Subclasses only drive a device.
+
+A device error ends the player thread and is raised once to whoever waits on the speaker; the
+next `open` (every `write` opens) starts a new player, which finds the device by name again, so
+an unplugged and replugged speaker works again without a restart. `fault` says what is wrong
+meanwhile, and `stalled_s` how long the device has held one buffer (a hung write).
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class QueuedSink:
         self._played_bytes = 0
         self._last_played_at: float | None = None
         self._failure: BaseException | None = None
+        self._open_error: str | None = None
+        self._busy_since: float | None = None  # the player is inside the device since then
+        self.failures = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()
@@ -100,9 +108,28 @@ class QueuedSink:
         with self._cond:
             return len(self._queue)
 
+    @property
+    def fault(self) -> str | None:
+        """Why the speaker cannot play right now (None when it can, or has not been tried)."""
+        if self._failure is not None:
+            return f"playback failed: {self._failure}"
+        return self._open_error
+
+    @property
+    def stalled_s(self) -> float:
+        """How long the device has been holding one buffer; 0 when it is not inside one."""
+        since = self._busy_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
+
     async def open(self) -> None:
-        if self._thread is not None:
-            return
+        thread = self._thread
+        if thread is not None:
+            if self._failure is None:
+                return
+            # The player died of a device error: start a new one, which looks the device up
+            # by name again (a replugged USB speaker comes back under a new index).
+            await asyncio.to_thread(thread.join)
+            self._thread = None
         loop = self._loop = asyncio.get_running_loop()
         self._progress = asyncio.Event()
         self._closing, self._failure = False, None
@@ -113,10 +140,12 @@ class QueuedSink:
         self._thread.start()
         try:
             await opened
-        except BaseException:
+        except BaseException as exc:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+            self._open_error = f"cannot open the speaker: {exc}"
             raise
+        self._open_error = None
 
     async def write(self, pcm: bytes) -> None:
         """Queue audio for playback; waits while more than `max_queued_s` is queued."""
@@ -218,6 +247,8 @@ class QueuedSink:
         except BaseException as exc:
             log.exception("%s failed", type(self).__name__)
             self._failure = exc
+            self.failures += 1
+            self._busy_since = None
             with self._cond:
                 self._queue.clear()
                 self._active = False
@@ -267,12 +298,16 @@ class QueuedSink:
             if not chunk and self._idle_grace(deadline):
                 continue
             if not chunk:
+                self._busy_since = time.monotonic()
                 self._device_idle()
+                self._busy_since = None
                 with self._cond:
                     self._active = bool(self._queue)
                 self._notify()
                 continue
+            self._busy_since = time.monotonic()
             self._device_play(chunk)
+            self._busy_since = None
             self._played_bytes += len(chunk)
             self._last_played_at = time.monotonic()
             pace = self._pace_s(len(chunk))
