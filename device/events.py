@@ -200,7 +200,8 @@ class ConfirmationRequested(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class ConfirmationResolved(Event):
-    """outcome: confirmed, revoked, committed, cancelled, expired, replaced or failed."""
+    """outcome: confirmed, revoked, declined, committed, cancelled, expired, replaced,
+    failed or handed_off."""
 
     kind: ClassVar[str] = "confirmation_resolved"
     session_id: str
@@ -208,6 +209,31 @@ class ConfirmationResolved(Event):
     tool: str
     outcome: str
     source: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfirmationIgnored(Event):
+    """A confirm (voice, button, control) that came before a matching read-back."""
+
+    kind: ClassVar[str] = "confirmation_ignored"
+    session_id: str
+    call_id: str
+    tool: str
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadBackChecked(Event):
+    """The model's words after a proposal, compared with the change (match or miss)."""
+
+    kind: ClassVar[str] = "readback"
+    session_id: str
+    call_id: str
+    tool: str
+    outcome: str  # "match" or "miss"
+    misses: int
+    text: str
 
 
 # Camera.

@@ -20,7 +20,8 @@ from typing import Any
 
 from device.events import ErrorRaised, EventBus, ToolCalled, ToolFinished
 from device.tools import results
-from device.tools.confirmation import ConfirmationGate, PendingAction
+from device.tools.confirmation import Consents
+from device.tools.consent import PendingAction, Stage
 from device.tools.declarations import (
     CONFIRM_TOOL,
     DIRECT_WRITE_TOOLS,
@@ -36,7 +37,12 @@ from device.tools.handlers import (
     committed_data,
     committed_sentence,
 )
-from device.tools.inventory_client import CallContext, InventoryClient, InventoryError
+from device.tools.inventory_client import (
+    CallContext,
+    InventoryClient,
+    InventoryError,
+    handoff_request,
+)
 from device.tools.validation import ArgumentProblem, ArgumentValidator
 from device.tools.write_queue import queued_result
 
@@ -77,13 +83,16 @@ class ToolDispatcher:
         self._operator = operator
         self._validators = {name: ArgumentValidator(name) for name in self._tools}
         self._handlers = WarehouseTools(client, PickMemory())
-        self._gate = ConfirmationGate(
+        # `require_spoken_readback` is kept for callers; a matching read-back is always due.
+        del require_spoken_readback
+        self._consents = Consents(
             bus,
             confirm_words,
             ttl_s=pending_ttl_s,
-            require_spoken_readback=require_spoken_readback,
             button_confirms=button_confirms,
+            on_handoff=self._hand_off_soon,
         )
+        self._handoffs: set[asyncio.Task[None]] = set()
         self._commit_lock = asyncio.Lock()
         self._recent: OrderedDict[tuple[str, str, str], asyncio.Future[dict[str, Any]]] = (
             OrderedDict()
@@ -96,28 +105,36 @@ class ToolDispatcher:
 
     @property
     def pending(self) -> PendingAction | None:
-        """The write waiting for the worker's confirmation, if any."""
-        return self._gate.pending
+        """The write of the open session waiting for the worker's confirmation, if any."""
+        consent = self._consents.current
+        return consent.pending if consent is not None else None
 
     def confirm(self, source: str = "control") -> bool:
-        """The worker confirmed by other means (a dedicated button, the control socket)."""
-        return self._gate.confirm(source)
+        """The worker confirmed by other means (a dedicated button, the control socket).
+        Counts only after a matching read-back; False otherwise."""
+        return self._consents.confirm(source)
 
     def cancel(self, reason: str = "cancelled") -> bool:
-        return self._gate.resolve(reason) is not None
+        consent = self._consents.current
+        return consent is not None and consent.cancel(reason) is not None
 
     async def commit_pending(self) -> dict[str, Any]:
         """Apply the pending write if the worker confirmed it; a result either way."""
+        consent = self._consents.current
+        if consent is None:
+            return _nothing_pending()
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await self._commit("appliance")
+                return await self._commit(consent.session_id, "appliance")
         except TimeoutError:
             return self._timeout_result()
         except Exception as exc:
             return self._crash_result("commit_pending", exc)
 
     def close(self) -> None:
-        self._gate.close()
+        self._consents.close()
+        for task in self._handoffs:
+            task.cancel()
 
     async def aclose(self) -> None:
         """Stop listening on the bus and close the inventory client's connections."""
@@ -204,11 +221,16 @@ class ToolDispatcher:
         ctx = CallContext(session_id=session_id, call_id=call_id, operator=self._operator)
         if name == CONFIRM_TOOL:
             if args["decision"] == "cancel":
-                cancelled = self._gate.resolve("cancelled", "model")
-                if cancelled is None:
+                consent = self._consents.of(session_id)
+                if consent is None:
+                    return _nothing_pending()
+                closed = consent.last_closed
+                if consent.cancel("model") is None and (
+                    closed is None or closed.stage != Stage.DECLINED
+                ):
                     return _nothing_pending()
                 return results.result("cancelled", "CANCELLED", "Cancelled. Nothing was changed.")
-            return await self._commit(f"model call {call_id}")
+            return await self._commit(session_id, f"model call {call_id}")
         if name in DIRECT_WRITE_TOOLS:
             return await self._handlers.handoff_to_human(
                 args, ctx, idempotency_key(session_id, call_id)
@@ -220,7 +242,7 @@ class ToolDispatcher:
         if not isinstance(outcome, Proposal):
             return outcome
         assert name in WRITE_TOOLS
-        self._gate.open(
+        proposed = self._consents.propose(
             PendingAction(
                 session_id=session_id,
                 call_id=call_id,
@@ -229,8 +251,15 @@ class ToolDispatcher:
                 args=dict(args),
                 readback=outcome.readback,
                 idempotency_key=idempotency_key(session_id, call_id),
+                change=outcome.change,
             )
         )
+        if not proposed:
+            return results.error(
+                "SESSION_ENDED",
+                "This conversation has ended. Please start again.",
+                detail="the session that made this call is over; nothing was proposed",
+            )
         return results.result(
             "needs_confirmation",
             "NEEDS_CONFIRMATION",
@@ -243,41 +272,67 @@ class ToolDispatcher:
             data=outcome.data,
         )
 
-    async def _commit(self, asked_by: str) -> dict[str, Any]:
+    async def _commit(self, session_id: str, asked_by: str) -> dict[str, Any]:
         async with self._commit_lock:
-            pending = self._gate.pending
-            if pending is None:
+            consent = self._consents.of(session_id)
+            if consent is None:
                 return _nothing_pending()
-            if not pending.confirmed:
+            pending = consent.pending
+            if pending is None:
+                last = consent.last_closed
+                if last is not None and last.stage in (Stage.DECLINED, Stage.HANDED_OFF):
+                    self._report(
+                        f"refused to commit {last.tool} ({last.call_id}) asked by {asked_by}: "
+                        f"the change was {last.stage.value.replace('_', ' ')}, not confirmed"
+                    )
+                return _closed_result(last)
+            action = consent.commit_ready()
+            if action is None:
                 self._report(
                     f"refused to commit {pending.tool} ({pending.call_id}) asked by {asked_by}: "
-                    "the worker has not confirmed the read-back"
+                    "the worker has not confirmed a matching read-back (not confirmed)"
                 )
-                return results.result(
-                    "refused",
-                    "NOT_CONFIRMED",
-                    f"Not done yet. {pending.readback} {results.CONFIRM_PROMPT}",
-                    valid_options=["confirm", "cancel"],
-                    detail="the worker has not confirmed; wait for them to say confirm or "
-                    "press the button, then call again",
-                )
-            ctx = CallContext(pending.session_id, pending.call_id, self._operator)
+                return _not_confirmed(pending)
+            ctx = CallContext(action.session_id, action.call_id, self._operator)
             try:
                 body = await self._client.commit(
-                    pending.write, idempotency_key=pending.idempotency_key, context=ctx
+                    action.write, idempotency_key=action.idempotency_key, context=ctx
                 )
             except InventoryError as err:
                 if not err.retryable:
-                    self._gate.resolve("failed", err.code, action=pending)
+                    consent.finish(action, Stage.FAILED, err.code)
                 # A retryable failure keeps the confirmed action: calling again reuses its
                 # idempotency key, so it cannot apply twice.
-                return results.from_inventory_error(err, pending.args)
-            self._gate.resolve("committed", pending.confirmed_by or "", action=pending)
+                return results.from_inventory_error(err, action.args)
+            consent.finish(action, Stage.COMMITTED, action.confirmed_by or "")
             if body.get("queued"):  # saved on the device while the API is away
-                return queued_result(pending.tool, body)
+                return queued_result(action.tool, body)
             return results.ok(
-                committed_sentence(pending.tool, pending.args, body), committed_data(body)
+                committed_sentence(action.tool, action.args, body), committed_data(body)
             )
+
+    def _hand_off_soon(self, action: PendingAction) -> None:
+        """The model got the read-back wrong twice: the change is dropped; call a person."""
+        task = asyncio.get_running_loop().create_task(
+            self._hand_off(action), name="readback-handoff"
+        )
+        self._handoffs.add(task)
+        task.add_done_callback(self._handoffs.discard)
+
+    async def _hand_off(self, action: PendingAction) -> None:
+        summary = (
+            f"The read-back of a {action.tool.replace('_', ' ')} went wrong twice; "
+            f"the change was dropped: {action.readback}"
+        )[:300]
+        ctx = CallContext(action.session_id, action.call_id, self._operator)
+        try:
+            await self._client.commit(
+                handoff_request("other", summary),
+                idempotency_key=idempotency_key(action.session_id, f"handoff:{action.call_id}"),
+                context=ctx,
+            )
+        except InventoryError as err:
+            self._report(f"could not call a person after two wrong read-backs: {err}")
 
     def _report(self, message: str) -> None:
         log.warning("%s", message)
@@ -299,6 +354,57 @@ class ToolDispatcher:
         return results.error(
             "INTERNAL", "Something went wrong on the device. Please try again.", retryable=True
         )
+
+
+def _not_confirmed(pending: PendingAction) -> dict[str, Any]:
+    again = f"Not done yet. {pending.readback} {results.CONFIRM_PROMPT}"
+    if pending.stage == Stage.PROPOSED and pending.misses:
+        return results.result(
+            "refused",
+            "READBACK_MISMATCH",
+            again,
+            valid_options=["confirm", "cancel"],
+            detail="what you said did not match the change (its quantity and its SKU or bins); "
+            "read back `speakable` word for word, then wait for the worker",
+        )
+    if pending.stage == Stage.PROPOSED:
+        return results.result(
+            "refused",
+            "NOT_READ_BACK",
+            again,
+            valid_options=["confirm", "cancel"],
+            detail="the change was not read back yet (not confirmed); say `speakable` word for "
+            "word, then wait for the worker to say confirm or press the button",
+        )
+    return results.result(
+        "refused",
+        "NOT_CONFIRMED",
+        again,
+        valid_options=["confirm", "cancel"],
+        detail="the worker has not confirmed; wait for them to say confirm or press the "
+        "button, then call again",
+    )
+
+
+def _closed_result(last: PendingAction | None) -> dict[str, Any]:
+    if last is not None and last.stage == Stage.DECLINED:
+        return results.result(
+            "refused",
+            "DECLINED",
+            "Okay, not done. What should I change?",
+            valid_options=list(WRITE_TOOLS),
+            detail="the worker did not confirm the change as read back; nothing was changed. "
+            "Ask what they want, then propose the change again with its tool",
+        )
+    if last is not None and last.stage == Stage.HANDED_OFF:
+        return results.result(
+            "refused",
+            "HANDED_OFF",
+            "I couldn't read that change back correctly, so I've asked a supervisor to help.",
+            detail="the read-back did not match the change twice; the change was dropped and "
+            "a person was called",
+        )
+    return _nothing_pending()
 
 
 def _nothing_pending() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from device.tools import results
+from device.tools.consent import Change
 from device.tools.inventory_client import (
     CallContext,
     InventoryClient,
@@ -34,6 +35,7 @@ class Proposal:
     write: WriteRequest
     readback: str  # without the "say confirm" prompt
     data: dict[str, Any]
+    change: Change
 
 
 Outcome = dict[str, Any] | Proposal
@@ -194,7 +196,8 @@ class WarehouseTools:
             )
         else:
             readback = f"Picked {words(qty)} of SKU {task['sku']} from {task['location']}."
-        return Proposal(pick_request(task["id"], qty, digits), readback, _change(preview))
+        change = Change("confirm_pick", qty, task["sku"], task["location"], task_id=task["id"])
+        return Proposal(pick_request(task["id"], qty, digits), readback, _change(preview), change)
 
     async def move_stock(self, args: dict[str, Any], ctx: CallContext) -> Outcome:
         write = move_request(
@@ -205,7 +208,10 @@ class WarehouseTools:
             f"Move {words(args['quantity'])} of SKU {args['sku']} from {args['from_location']} "
             f"to {args['to_location']}."
         )
-        return Proposal(write, readback, _change(preview))
+        change = Change(
+            "move_stock", args["quantity"], args["sku"], args["from_location"], args["to_location"]
+        )
+        return Proposal(write, readback, _change(preview), change)
 
     async def record_count(self, args: dict[str, Any], ctx: CallContext) -> Outcome:
         rows = await self.client.get_stock(sku=args["sku"], location=args["location"])
@@ -220,7 +226,8 @@ class WarehouseTools:
             more = "more" if counted > before else "fewer"
             diff = words(abs(counted - before))
             readback += f" The system shows {words(before)}, so {diff} {more}."
-        return Proposal(write, readback, _change(preview))
+        change = Change("record_count", counted, args["sku"], args["location"])
+        return Proposal(write, readback, _change(preview), change)
 
     async def report_damage(self, args: dict[str, Any], ctx: CallContext) -> Outcome:
         write = damage_request(
@@ -234,7 +241,8 @@ class WarehouseTools:
         )
         hold = preview.get("hold_location")
         readback += f", and move them to QA hold at {hold}." if hold != args["location"] else "."
-        return Proposal(write, readback, _change(preview))
+        change = Change("report_damage", args["quantity"], args["sku"], args["location"])
+        return Proposal(write, readback, _change(preview), change)
 
     async def handoff_to_human(
         self, args: dict[str, Any], ctx: CallContext, idempotency_key: str

@@ -118,7 +118,7 @@ async def test_a_commit_without_confirmation_is_refused_and_logged(
     with caplog.at_level(logging.WARNING, logger="device.tools.dispatcher"):
         result = await commit(dispatcher)
 
-    assert (result["status"], result["code"]) == ("refused", "NOT_CONFIRMED")
+    assert (result["status"], result["code"]) == ("refused", "NOT_READ_BACK")
     assert "Say confirm, or press the button." in result["speakable"]
     errors = [e for e in events if isinstance(e, ErrorRaised)]
     assert len(errors) == 1 and "not confirmed" in errors[0].message
@@ -136,7 +136,7 @@ async def test_a_confirm_said_before_the_read_back_does_not_count(
     # The same breath's transcript can land after the tool call, before the model speaks.
     say(bus, "user", "confirm")
     early = await commit(dispatcher, call_id="c2")
-    assert early["code"] == "NOT_CONFIRMED"
+    assert early["code"] == "NOT_READ_BACK"
     assert await stock(client) == (40, 0)
 
     say(bus, "model", READBACK)
@@ -170,7 +170,7 @@ async def test_a_negative_answer_never_confirms(
     say(bus, "model", READBACK)
     for fragment in answer.split(" "):
         say(bus, "user", fragment + " ")
-    assert (await commit(dispatcher))["code"] == "NOT_CONFIRMED"
+    assert (await commit(dispatcher))["code"] == "DECLINED"
     assert await stock(client) == (40, 0)
 
 
@@ -185,14 +185,16 @@ async def test_the_worker_can_cancel(
     )
     assert cancelled["status"] == "cancelled"
     say(bus, "user", "confirm")
-    assert (await commit(dispatcher))["code"] == "NO_PENDING_ACTION"
+    assert (await commit(dispatcher))["code"] == "DECLINED"  # nothing to commit: the worker said no
     assert await stock(client) == (40, 0)
 
 
 async def test_the_appliance_can_confirm_and_commit_directly(
-    dispatcher: ToolDispatcher, client: InventoryClient
+    dispatcher: ToolDispatcher, client: InventoryClient, bus: EventBus
 ) -> None:
     await propose(dispatcher)
+    assert not dispatcher.confirm("control")  # before the read-back: ignored
+    say(bus, "model", READBACK)
     assert dispatcher.confirm("control")
     result = await dispatcher.commit_pending()
     assert result["status"] == "ok"

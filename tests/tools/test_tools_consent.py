@@ -1,0 +1,179 @@
+"""The consent rules on their own: read-back checks, short answers, and the one-session life.
+
+These drive `Consent` and `Consents` directly with transcripts and presses; the dispatcher
+tests and the live tests drive the same object through real tool calls.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from device.events import (
+    ButtonEvent,
+    ConfirmationIgnored,
+    ConfirmationResolved,
+    Event,
+    EventBus,
+    SessionEnded,
+    SessionStarted,
+    Transcript,
+)
+from device.tools.confirmation import Consents
+from device.tools.consent import (
+    Answer,
+    Change,
+    PendingAction,
+    ReadBack,
+    Stage,
+    check_readback,
+    classify_answer,
+    phrases,
+)
+from device.tools.inventory_client import move_request
+
+MOVE = Change("move_stock", 5, "104417", "A-12-03", "A-14-01")
+BIG = Change("move_stock", 500, "104417", "A-12-03", "A-14-01")
+OWN = "Move five of SKU 104417 from A-12-03 to A-14-01."
+CONFIRM = phrases(["confirm", "confirmed", "correct"])
+
+
+@pytest.mark.parametrize(
+    ("said", "change", "verdict"),
+    [
+        (OWN + " Say confirm, or press the button.", MOVE, ReadBack.MATCH),
+        ("Moving five of one zero four four one seven.", MOVE, ReadBack.MATCH),
+        ("Five from A twelve oh three to A fourteen oh one, right?", MOVE, ReadBack.MATCH),
+        ("Five units from aisle A, bay twelve, level three to A-14-01.", MOVE, ReadBack.MATCH),
+        ("Move five hundred of SKU 104417 from A twelve oh three.", BIG, ReadBack.MATCH),
+        ("Moving 500 of 104417.", BIG, ReadBack.MATCH),
+        ("Moving fifty of SKU 104417 from A-12-03 to A-14-01.", MOVE, ReadBack.MISS),
+        ("Moving fifty of SKU 104417 from A-12-03 to A-14-01.", BIG, ReadBack.MISS),
+        ("Move five hundred of SKU 104417.", MOVE, ReadBack.MISS),
+        ("Moving five, I mean fifty, of 104417.", MOVE, ReadBack.MISS),
+        ("Moving five to A-14-01.", MOVE, ReadBack.MISS),  # only one of the two bins
+        ("Move five of SKU 104418 from A-12-03 to A-14-01.", MOVE, ReadBack.MISS),
+        ("Say confirm, or press the button.", MOVE, ReadBack.NEUTRAL),
+        ("Confirmed. Done.", MOVE, ReadBack.NEUTRAL),
+    ],
+)
+def test_a_read_back_must_say_the_quantity_and_the_sku_or_bins(
+    said: str, change: Change, verdict: ReadBack
+) -> None:
+    own = OWN if change is MOVE else OWN.replace("five", "five hundred")
+    assert check_readback(said, change, own) == verdict
+
+
+def test_numbers_of_the_devices_own_read_back_are_allowed() -> None:
+    count = Change("record_count", 5, "104417", "A-14-01")
+    own = "Count of SKU 104417 at A-14-01: five. The system shows zero, so five more."
+    assert check_readback("Count five of 104417 at A-14-01, zero before.", count, own) == (
+        ReadBack.MATCH
+    )
+    pick = Change("confirm_pick", 2, "104417", "A-12-03", task_id="P0001")
+    own = "Asked for five, you said two. That's a short pick of two from A-12-03."
+    assert check_readback(own, pick, own) == ReadBack.MATCH
+    assert check_readback("Asked for five, you said two.", pick, own) == ReadBack.MISS
+
+
+@pytest.mark.parametrize(
+    ("said", "answer"),
+    [
+        ("Confirm.", Answer.CONFIRM),
+        ("yes, confirm please", Answer.CONFIRM),
+        ("That's correct.", Answer.CONFIRM),
+        ("Confirm, five.", Answer.CONFIRM),
+        ("is that the correct bin?", Answer.UNCLEAR),
+        ("Is that correct", Answer.UNCLEAR),
+        ("correct bin is on the left", Answer.UNCLEAR),
+        ("yes", Answer.UNCLEAR),
+        ("yes, but make it fifty", Answer.DECLINE),
+        ("confirm fifty", Answer.DECLINE),
+        ("confirm to A-15-02", Answer.DECLINE),
+        ("that's not correct", Answer.DECLINE),
+        ("no, confirm later", Answer.DECLINE),
+        ("oh, confirm", Answer.CONFIRM),
+    ],
+)
+def test_a_spoken_confirmation_is_a_short_answer(said: str, answer: Answer) -> None:
+    assert classify_answer(said, MOVE, CONFIRM) == answer
+
+
+def test_confirm_words_with_a_negation_are_refused() -> None:
+    with pytest.raises(ValueError, match="negation"):
+        phrases(["not now"])
+
+
+def action(session: str, call: str = "c1", change: Change = MOVE) -> PendingAction:
+    return PendingAction(
+        session_id=session,
+        call_id=call,
+        tool=change.tool,
+        write=move_request("104417", "A-12-03", "A-14-01", change.quantity),
+        args={},
+        readback=OWN,
+        idempotency_key=f"k-{session}-{call}",
+        change=change,
+    )
+
+
+def run(bus: EventBus) -> tuple[Consents, list[Event]]:
+    seen: list[Event] = []
+    bus.subscribe(seen.append)
+    return Consents(bus, ["confirm", "correct"], button_confirms=True), seen
+
+
+def said(bus: EventBus, session: str, role: str, text: str) -> None:
+    bus.publish(Transcript(session_id=session, role=role, text=text))
+
+
+def test_a_press_before_the_read_back_is_ignored_and_reported() -> None:
+    bus = EventBus()
+    consents, seen = run(bus)
+    bus.publish(SessionStarted(session_id="s1", model="m"))
+    consents.propose(action("s1"))
+    bus.publish(ButtonEvent(action="press", source="gpio"))
+    assert not consents.confirm("control")
+    ignored = [(e.source, e.reason) for e in seen if isinstance(e, ConfirmationIgnored)]
+    assert [s for s, _ in ignored] == ["button:gpio", "control"]
+    said(bus, "s1", "model", OWN)
+    consent = consents.of("s1")
+    assert consent is not None and consent.commit_ready() is None  # the early press is gone
+    assert consents.confirm("control")
+    assert consent.commit_ready() is not None
+
+
+def test_two_wrong_read_backs_hand_off_to_a_person() -> None:
+    bus = EventBus()
+    handed: list[PendingAction] = []
+    consents = Consents(bus, ["confirm"], on_handoff=handed.append)
+    consents.propose(action("s1"))
+    said(bus, "s1", "model", "Moving fifty of 104417 from A-12-03 to A-14-01.")
+    consent = consents.of("s1")
+    assert consent is not None and consent.pending is not None
+    assert consent.pending.misses == 1
+    said(bus, "s1", "model", OWN)  # right this time
+    said(bus, "s1", "user", "confirm")
+    said(bus, "s1", "model", "Okay, moving fifty.")  # and wrong again: the confirm is void
+    assert consent.pending is None and consent.commit_ready() is None
+    assert [a.stage for a in handed] == [Stage.HANDED_OFF]
+
+
+def test_a_consent_dies_with_its_session_and_ignores_other_sessions() -> None:
+    bus = EventBus()
+    consents, seen = run(bus)
+    bus.publish(SessionStarted(session_id="s1", model="m"))
+    consents.propose(action("s1"))
+    said(bus, "s2", "model", OWN)  # another session's words
+    said(bus, "s2", "user", "confirm")
+    consent = consents.of("s1")
+    assert consent is not None and consent.pending is not None
+    assert consent.pending.stage == Stage.PROPOSED
+    said(bus, "s1", "model", OWN)
+    bus.publish(SessionEnded(session_id="s1", reason="idle"))
+    bus.publish(SessionStarted(session_id="s2", model="m"))
+    assert not consents.confirm("control")
+    assert consents.of("s1") is None  # never again
+    new = consents.of("s2")
+    assert new is not None and new.pending is None and new.commit_ready() is None
+    outcomes = [e.outcome for e in seen if isinstance(e, ConfirmationResolved)]
+    assert outcomes == ["expired"]
