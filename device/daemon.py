@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from device.appliance import Appliance
+from device.audio.barge_in import LocalBargeIn
 from device.audio.capture import Capture
 from device.audio.cued import CuedWavSource
 from device.audio.echo import SpeakerTap, build_echo_stage
@@ -149,6 +150,8 @@ async def assemble(
         on_confirm=lambda: tools.confirm("button"),
     )
     holder.append(appliance)
+    # The echo gate's barge-in stops the reply here, without waiting for the service.
+    barge_in = LocalBargeIn(bus, appliance, manual_turns=settings.live.turn_detection == "manual")
     listener = build_listener(
         settings,
         bus=bus,
@@ -179,6 +182,7 @@ async def assemble(
         board.close()
         await eye.close()
         await appliance.stop()
+        barge_in.close()
         if listener is not None:
             await listener.close()
         if echo is not None:

@@ -101,6 +101,10 @@ class Subscription:
             self.dropped_samples += old.samples
         self._ready.set()
 
+    @property
+    def queued_samples(self) -> int:
+        return self._queued_samples
+
     def gap_before(self, frame: Frame) -> int:
         """Samples missing between the previous frame taken and `frame` (0 when contiguous)."""
         gap = 0 if self._expected is None else max(0, frame.start - self._expected)
@@ -178,6 +182,11 @@ class Capture:
     def available(self) -> bool:
         """False while the microphone is lost and being retried."""
         return self._lost_at is None
+
+    @property
+    def backlog_samples(self) -> int:
+        """The most audio any subscriber has queued and not yet taken (a slow wake listener)."""
+        return max((s.queued_samples for s in self._subscribers), default=0)
 
     def subscribe(self, *, max_queued_s: float = 30.0) -> Subscription:
         """A queue of every frame captured from now on (use as a context manager)."""

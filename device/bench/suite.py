@@ -21,7 +21,7 @@ from device.bench.report import Figure
 if TYPE_CHECKING:  # `warehouse-voice --help` must not pay for the wake stack
     from device.wake.models import ModelSet
 
-PHASES = ("audio", "wake-cpu", "memory", "snapshot", "inventory")
+PHASES = ("audio", "barge-in", "wake-cpu", "memory", "snapshot", "inventory")
 
 
 @dataclass
@@ -146,6 +146,24 @@ class Suite:
                     target_median=50,
                     note="from the mic chunk that completes the wake word reaching the detector "
                     "to the listening state",
+                )
+            )
+
+    def _barge_in(self) -> None:
+        from device.bench.barge_in import measure
+
+        result = measure(trials=int(self.plan.pick(1, 2)))
+        for mode, figures in result.items():
+            self.figures.append(
+                Figure.of(
+                    f"voice_barge_in_ms_{mode}",
+                    f"voice barge-in, {mode.replace('_', '-')}",
+                    "ms",
+                    figures["latencies_ms"],
+                    target_median=300,
+                    note="worker's onset to a silent speaker, reply fully sent; "
+                    f"{figures['never_stopped']} of "
+                    f"{figures['never_stopped'] + figures['stopped']} never stopped",
                 )
             )
 

@@ -132,6 +132,22 @@ async def test_the_tap_hands_over_exactly_what_the_speaker_played(tmp_path: Path
     assert isinstance(tap, AudioSink)
 
 
+async def test_the_tap_keeps_only_a_bounded_reference_when_nobody_takes_it() -> None:
+    """With `[echo] mode = "off"` nothing takes the reference: the tap must not keep every
+    reply (it kept 2.9 MB a minute of speech)."""
+    speaker = LineSpeaker()
+    tap = SpeakerTap(speaker)  # type: ignore[arg-type]
+    minute = OUT_RATE * 2 * 60
+    for _ in range(60):
+        await tap.write(bytes(range(256)) * (minute // 60 // 256))
+        speaker.play(minute // 60)  # the speaker plays each second as it comes
+    assert tap.kept_bytes <= round(SpeakerTap.KEEP_S * OUT_RATE) * 2 + minute // 60
+    # A consumer that comes back still gets the latest played audio, in order.
+    await tap.write(REPLY[:4800])
+    speaker.play(4800)
+    assert tap.take_played().endswith(REPLY[:4800])
+
+
 async def test_half_duplex_silences_the_echo_while_the_device_speaks() -> None:
     speaker = LineSpeaker()
     tap = SpeakerTap(speaker)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,8 @@ async def hands_free(
         )
         await detector.load()  # as the daemon does before it starts capturing
         appliance.use_capture(capture, listener.run)
+        if isinstance(mic, RoomMic):
+            mic.backlog = lambda: capture.backlog_samples
         rig = HandsFree(appliance, capture, listener, emulator, bus, events)
         try:
             yield rig
@@ -304,7 +306,13 @@ class RoomSpeaker:
 class RoomMic:
     """The room's microphone, an `AudioSource`: the worker's voice, the speaker's echo (delayed,
     attenuated and smeared by a short reverb) and a noise floor, one chunk per tick of the
-    room's clock, paced at `speed` times real time."""
+    room's clock, paced at up to `speed` times real time.
+
+    The room's clock also waits while `backlog()` (the slowest capture subscriber's queue, the
+    wake listener's) holds more than `max_backlog_s`: on a loaded machine the room runs slower
+    instead of the listener dropping audio, so what happens depends on samples, not on how
+    busy the machine is. Tests wait on the room's clock too (`until`), never on the wall's.
+    """
 
     def __init__(
         self,
@@ -341,6 +349,9 @@ class RoomMic:
         self._ticked = asyncio.Event()
         self._closed = False
         self._delivered = 0
+        self.backlog: Callable[[], int] | None = None
+        self.max_backlog_s = 0.25
+        self.throttled_ticks = 0
 
     @property
     def samples_delivered(self) -> int:
@@ -407,13 +418,31 @@ class RoomMic:
         loop = asyncio.get_running_loop()
         start, count = loop.time(), 0
         interval = self.chunk_ms / 1000 / self.speed
+        limit = round(self.max_backlog_s * RATE)
         while not self._closed:
             count += 1
             await asyncio.sleep(max(0.0, start + count * interval - loop.time()))
+            if self.backlog is not None and self.backlog() > limit:
+                while self.backlog() > limit and not self._closed:
+                    self.throttled_ticks += 1
+                    await asyncio.sleep(interval)
+                start, count = loop.time(), 0  # no burst to catch up afterwards
             chunk = self._next()
             self._delivered += self.chunk
             self._ticked.set()
             yield chunk
+
+
+async def until(
+    mic: RoomMic, done: Callable[[], bool], *, room_s: float, what: str = "the condition"
+) -> None:
+    """Until `done()` holds, checked at every tick of the room's clock. Fails when `room_s` of
+    room time has passed without it: a budget in samples, whatever the machine's load."""
+    limit = mic.position + round(room_s * RATE)
+    while not done():
+        if mic.position >= limit:
+            raise AssertionError(f"{what} did not happen within {room_s:g} s of room time")
+        await mic._tick()
 
 
 __all__ = [
@@ -428,6 +457,7 @@ __all__ = [
     "locate",
     "ms",
     "peak_level_db",
+    "until",
     "wake_hits",
     "write_wav",
 ]
