@@ -86,9 +86,19 @@ class LiveSettings(_Section):
     end_session_tool: bool = True
     cues_dir: Path = Path("cues")
     auth: Literal["api_key", "ephemeral"] = "api_key"
-    broker_url: str = Field("", pattern=r"^(https?://.+)?$")
+    # HTTPS only: the broker hands out Live tokens, which must not cross the network in clear.
+    broker_url: str = Field("", pattern=r"^(https://.+)?$")
     broker_token_file: Path | None = None
     broker_ca_file: Path | None = None
+
+    @field_validator("broker_url", mode="before")
+    @classmethod
+    def _broker_over_tls(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower().startswith("http://"):
+            raise ValueError(
+                f"{value!r} is plain HTTP; the broker serves HTTPS only, so use https://"
+            )
+        return value
 
     @model_validator(mode="after")
     def _ephemeral_needs_a_broker(self) -> LiveSettings:

@@ -119,15 +119,9 @@ def bare_predict_cpu_s(model_set: ModelSet, audio: np.ndarray, *, paced: bool = 
 
 
 def _predict(model_set: ModelSet, audio: np.ndarray, paced: bool) -> float:
-    from openwakeword.model import Model
+    from device.wake.runtime import runtime_for
 
-    melspec, embedding = model_set.feature_paths("onnx")
-    model = Model(
-        wakeword_models=[str(model_set.get("hey_jarvis", "onnx").path)],
-        inference_framework="onnx",
-        melspec_model_path=str(melspec),
-        embedding_model_path=str(embedding),
-    )
+    model = runtime_for(model_set)  # openWakeWord's pipeline, as devices run it
     frames = [audio[i : i + FRAME_SAMPLES] for i in range(0, audio.size, FRAME_SAMPLES)]
     start, began = time.thread_time(), time.monotonic()
     for index, frame in enumerate(frames):

@@ -213,20 +213,13 @@ def _idle_audio(seconds: float) -> np.ndarray:
 def cpu_ratio(model_set: ModelSet, *, seconds: float = 300.0, rounds: int = 2) -> dict[str, Any]:
     """Process CPU time of WakeDetector (20 ms chunks, as capture delivers them) against bare
     `Model.predict` on the same 80 ms frames, alternating in one process."""
-    from openwakeword.model import Model
+    from device.wake.runtime import runtime_for
 
     audio = _idle_audio(seconds)
     frames = [audio[i : i + FRAME_SAMPLES] for i in range(0, audio.size, FRAME_SAMPLES)]
     data = audio.tobytes()
     chunk = 2 * SAMPLE_RATE // 50
-    melspec, embedding = model_set.feature_paths("onnx")
-    wake_path = model_set.get("hey_jarvis", "onnx").path
-    bare_model = Model(
-        wakeword_models=[str(wake_path)],
-        inference_framework="onnx",
-        melspec_model_path=str(melspec),
-        embedding_model_path=str(embedding),
-    )
+    bare_model = runtime_for(model_set)  # openWakeWord's pipeline, as devices run it
 
     def bare() -> float:
         bare_model.reset()

@@ -71,30 +71,31 @@ def serve(settings: BrokerSettings, registry: DeviceRegistry) -> int:
     # Imported here so that the token commands never load the web and Gemini stacks.
     import uvicorn
 
-    from device.broker.app import create_app
+    from device.broker.app import MintLimiter, create_app
     from device.broker.mint import TokenMinter
-    from device.broker.settings import read_api_key
+    from device.broker.settings import read_api_key, tls_files
     from device.tcp import listen
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     registry.devices()  # an unreadable devices file fails here, not on the first request
+    cert, key = tls_files(settings)
     minter = TokenMinter(settings, read_api_key(settings))
+    limiter = MintLimiter(settings.max_mints_per_device, settings.mint_window_s)
     host, port = settings.host_port
     try:
         sock = listen(host, port)  # TCP_NODELAY on every accepted connection
     except OSError as exc:
         print(f"error: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr)
         return 1
-    tls = settings.tls_cert_file is not None
     bound = sock.getsockname()[1]
     # Tests and supervisors read this line to learn the port (listen = "...:0").
-    print(f"token broker listening on {'https' if tls else 'http'}://{host}:{bound}", flush=True)
+    print(f"token broker listening on https://{host}:{bound}", flush=True)
     config = uvicorn.Config(
-        create_app(registry, minter),
+        create_app(registry, minter, limiter),
         log_level="warning",
         access_log=False,
-        ssl_certfile=str(settings.path(settings.tls_cert_file)) if settings.tls_cert_file else None,
-        ssl_keyfile=str(settings.path(settings.tls_key_file)) if settings.tls_key_file else None,
+        ssl_certfile=str(cert),
+        ssl_keyfile=str(key),
     )
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
     return 0

@@ -117,8 +117,22 @@ class DeviceRegistry:
                 json.dump(body, out, indent=2)
                 out.write("\n")
             os.chmod(tmp, 0o600)
+            _owned_like_its_directory(Path(tmp))
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         self._stamp = None
+
+
+def _owned_like_its_directory(path: Path) -> None:
+    """Give a file root wrote the owner of its directory.
+
+    `add-device` runs as root; the broker runs as the unit's dynamic user, which owns its
+    StateDirectory. A root-owned 0600 file there would be unreadable to the broker.
+    """
+    if os.geteuid() != 0:
+        return
+    parent = path.parent.stat()
+    if (parent.st_uid, parent.st_gid) != (0, 0):
+        os.chown(path, parent.st_uid, parent.st_gid)

@@ -3,6 +3,7 @@ environment (never from the TOML)."""
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,9 +40,14 @@ class BrokerSettings(BaseModel):
     token_ttl_s: Seconds = 1800.0
     new_session_ttl_s: Seconds = 60.0
     uses: int = Field(1, ge=1, le=100)
-    # HTTPS for the devices (both or neither). Plain HTTP is for a trusted LAN or a TLS proxy.
+    # The broker serves HTTPS only. Its certificate and key: these files, else the unit's
+    # credentials $CREDENTIALS_DIRECTORY/tls-cert and tls-key (LoadCredential).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # Mints allowed per device within mint_window_s; more are refused (429, Retry-After). A
+    # device mints once per session, so this only stops a looping or stolen device token.
+    max_mints_per_device: int = Field(30, ge=1)
+    mint_window_s: Seconds = 3600.0
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     def path(self, value: Path) -> Path:
@@ -85,3 +91,20 @@ def read_api_key(settings: BrokerSettings) -> str:
     )
     assert key is not None
     return key
+
+
+def tls_files(settings: BrokerSettings) -> tuple[Path, Path]:
+    """The certificate and key to serve HTTPS with; there is no plain-HTTP mode."""
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        return settings.path(settings.tls_cert_file), settings.path(settings.tls_key_file)
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials:
+        cert, key = Path(credentials) / "tls-cert", Path(credentials) / "tls-key"
+        if cert.is_file() and key.is_file():
+            return cert, key
+    raise ConfigError(
+        "broker.tls_cert_file",
+        "the broker serves HTTPS only and has no certificate and key",
+        "set tls_cert_file and tls_key_file, or give the unit LoadCredential=tls-cert:PATH and "
+        "LoadCredential=tls-key:PATH",
+    )

@@ -28,9 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from device.wake.models import ModelSet
 
 FRAME_SAMPLES = 1280
 _MEL_CONTEXT = 480  # samples before a frame that its melspectrogram window reaches back into
@@ -165,3 +168,10 @@ class OnnxWakeRuntime:
                 score = 0.0
             scores[key] = score
         return scores
+
+
+def runtime_for(model_set: ModelSet, name: str = "hey_jarvis") -> OnnxWakeRuntime:
+    """A bare runtime for one installed model, keyed by its file's stem (benchmarks use it)."""
+    melspec, embedding = model_set.feature_paths("onnx")
+    path = model_set.get(name, "onnx").path
+    return OnnxWakeRuntime({path.stem: path}, melspec_path=melspec, embedding_path=embedding)

@@ -97,6 +97,8 @@ devices_file = "devices.json"
 upstream_url = "{emu.rest_url}"
 upstream_ca_file = "{emu.ca_file}"
 model = "{SITE_MODEL}"
+tls_cert_file = "{emu.ca_file.parent / "server.pem"}"
+tls_key_file = "{emu.ca_file.parent / "server.key"}"
 """
     )
     device_token = await broker_cli(broker_dir, "add-device", "dock-03", "--config", "broker.toml")
@@ -157,6 +159,7 @@ async def test_device_talks_through_broker_tokens_and_never_sees_the_key(  # typ
         make_connector=make_connector,
         auth="ephemeral",
         broker_url=site["broker"].url,
+        broker_ca_file=str(emu.ca_file),
         broker_token_file=str(device_dir / "broker-token"),
         mic=WavSource(mic_script(2, gap_s=8.0)[0], speed=8, tail_silence_s=None),
         idle_timeout_s=5.0,
@@ -204,7 +207,7 @@ async def test_constrained_endpoint_refuses_reused_and_expired_tokens(site) -> N
     ctx = client_ssl_context(emu.ca_file)
 
     async def mint() -> str:
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(verify=ctx) as http:
             answer = await http.post(
                 site["broker"].url + "/v1/live-token",
                 headers={"Authorization": f"Bearer {site['device_token']}"},
@@ -240,7 +243,7 @@ async def test_constrained_endpoint_refuses_reused_and_expired_tokens(site) -> N
     assert expired.value.code == 1008 and "expired" in str(expired.value.details)
 
     # A device token the broker does not know gets nothing.
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=ctx) as http:
         refused = await http.post(
             site["broker"].url + "/v1/live-token", headers={"Authorization": "Bearer wvb_nope"}
         )

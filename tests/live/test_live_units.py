@@ -178,7 +178,7 @@ def test_credentials_are_checked_up_front(tmp_path: Path, monkeypatch: pytest.Mo
         settings_from_dict({"live": {"auth": "ephemeral"}})
     assert "broker_url" in str(no_broker.value)
     ephemeral = settings_from_dict(
-        {"live": {"auth": "ephemeral", "broker_url": "http://127.0.0.1:9"}}
+        {"live": {"auth": "ephemeral", "broker_url": "https://127.0.0.1:9"}}
     )
     kw: dict[str, Any] = {"instructions": "i", "declarations": [], "api_key": ""}
     with pytest.raises(ConfigError) as no_token:
