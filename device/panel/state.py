@@ -55,6 +55,7 @@ class ButtonContext:
     awaiting_confirmation: bool = False
 
 
+STILL_PENDING = frozenset({"confirmed", "revoked"})
 _IN_SESSION = frozenset({State.LISTENING, State.CONNECTING, State.CONVERSING})
 
 
@@ -81,7 +82,8 @@ class PanelStateTracker:
         self._appliance = State.IDLE
         self._activity = PanelState.LISTENING
         self._tools: set[str] = set()
-        self._confirming = False
+        # Writes read back and not yet done (committed, cancelled, expired, replaced, failed).
+        self._confirming: set[str] = set()
         self._muted = False
         self._fatal = False
         self._wake_until = float("-inf")
@@ -115,9 +117,11 @@ class PanelStateTracker:
                 # Function calls are synchronous: the model answers only after the result.
                 self._activity = PanelState.THINKING
         elif isinstance(event, ConfirmationRequested):
-            self._confirming = True
+            self._confirming.add(event.call_id)
         elif isinstance(event, ConfirmationResolved):
-            self._confirming = False
+            # "confirmed" and "revoked" are steps on the way: the write still waits.
+            if event.outcome not in STILL_PENDING:
+                self._confirming.discard(event.call_id)
         elif isinstance(event, MuteChanged):
             self._muted = event.muted
         elif isinstance(event, ErrorRaised):
@@ -131,7 +135,7 @@ class PanelStateTracker:
     def _end_conversation(self) -> None:
         self._activity = PanelState.LISTENING
         self._tools.clear()
-        self._confirming = False
+        self._confirming.clear()
 
     def state(self) -> PanelState:
         now = self._clock()
@@ -161,5 +165,5 @@ class PanelStateTracker:
         return ButtonContext(
             in_session=self._appliance in _IN_SESSION,
             speaking=self._activity is PanelState.SPEAKING,
-            awaiting_confirmation=self._confirming,
+            awaiting_confirmation=bool(self._confirming),
         )

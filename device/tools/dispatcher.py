@@ -57,6 +57,19 @@ def idempotency_key(session_id: str, call_id: str) -> str:
     return f"wv-{digest[:40]}"
 
 
+def cancelled_event(session_id: str, call_id: str, name: str, started: float) -> ToolFinished:
+    """The end of a call that was cancelled (toolCallCancellation, a session closing)."""
+    result = {"status": "cancelled", "speakable": "", "retryable": True, "valid_options": []}
+    return ToolFinished(
+        session_id=session_id,
+        call_id=call_id,
+        name=name,
+        status="cancelled",
+        result=result,
+        latency_ms=(time.monotonic() - started) * 1000.0,
+    )
+
+
 class ToolDispatcher:
     def __init__(
         self,
@@ -171,6 +184,7 @@ class ToolDispatcher:
         except asyncio.CancelledError:
             future.cancel()
             self._recent.pop(key, None)
+            self._bus.publish(cancelled_event(key[0], key[1], key[2], start))
             raise
         future.set_result(result)
         self._bus.publish(

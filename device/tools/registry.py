@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from device.events import EventBus, ToolCalled, ToolFinished
-from device.tools.dispatcher import ToolDispatcher
+from device.tools.dispatcher import ToolDispatcher, cancelled_event
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,10 @@ class ToolSet:
                 result = await local[1](args)
         except TimeoutError:
             result = _error("That took too long. Try again.", "TIMEOUT", retryable=True)
+        except asyncio.CancelledError:
+            # The LEDs and the log must see the call end, or "tool running" sticks.
+            self._bus.publish(cancelled_event(session_id, call_id, name, started))
+            raise
         except Exception:
             log.exception("local tool %s failed", name)
             result = _error("Something went wrong on the device.", "INTERNAL", retryable=False)
