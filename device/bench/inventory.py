@@ -23,8 +23,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from device.inventory.db import Database
+from device.inventory.db import open_database
 from device.inventory.seed import DEMO_EMPTY_LOCATION, seed_demo
+
+BACKENDS = ("sqlite", "postgresql")
 
 # Share of each request kind in the mix (sums to 1).
 MIX = {"find_item": 0.25, "get_stock": 0.2, "next_pick": 0.1, "get_item": 0.1,
@@ -93,8 +95,8 @@ class Connection:
             await self._writer.wait_closed()
 
 
-def _pick_lanes(db_path: Path, clients: int) -> list[Lane]:
-    db = Database(db_path)
+def _pick_lanes(target: str, clients: int) -> list[Lane]:
+    db = open_database(target)
     try:
         rows = db.read(
             lambda c: c.execute(
@@ -155,11 +157,11 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-def _start_server(db_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _start_server(target: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     """`inventory serve` in its own process, listening on its own socket, as site IT runs it."""
-    log = db_path.with_name("server.log").open("wb")  # its access lines stay out of the report
+    log = (workdir / "server.log").open("wb")  # its access lines stay out of the report
     proc = subprocess.Popen(
-        [sys.executable, "-m", "device.inventory.cli", "serve", "--db", str(db_path),
+        [sys.executable, "-m", "device.inventory.cli", "serve", "--db", target,
          "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
@@ -170,7 +172,7 @@ def _start_server(db_path: Path) -> tuple[subprocess.Popen[bytes], int]:
             # The rest of stdout is not read again; the server logs to stderr.
             return proc, int(line.rsplit(b":", 1)[1].split(b"/", 1)[0])
     proc.wait()
-    tail = db_path.with_name("server.log").read_text(errors="replace")[-2000:]
+    tail = (workdir / "server.log").read_text(errors="replace")[-2000:]
     raise RuntimeError(f"inventory serve exited with {proc.returncode} before listening: {tail}")
 
 
@@ -191,15 +193,14 @@ async def _wait_ready(port: int, token: str, proc: subprocess.Popen[bytes]) -> N
     raise RuntimeError("inventory server did not become ready")
 
 
-async def _bench(clients: int, seconds: float, workdir: Path) -> dict[str, float]:
-    db_path = workdir / "bench.db"
-    db = Database(db_path)
+async def _bench(clients: int, seconds: float, workdir: Path, target: str) -> dict[str, float]:
+    db = open_database(target)
     try:
-        token = seed_demo(db).token
+        token = seed_demo(db, token_file=workdir / "demo-token").token
     finally:
         db.close()
-    lanes = _pick_lanes(db_path, clients)
-    proc, port = _start_server(db_path)
+    lanes = _pick_lanes(target, clients)
+    proc, port = _start_server(target, workdir)
     try:
         await _wait_ready(port, token, proc)
         conns = [Connection("127.0.0.1", port, token) for _ in range(clients)]
@@ -238,23 +239,33 @@ async def _bench(clients: int, seconds: float, workdir: Path) -> dict[str, float
     }
 
 
-def run_inventory_bench(clients: int, seconds: float) -> dict[str, float]:
-    """Requests/s and latency percentiles (ms) of the real server under a mixed load."""
+def run_inventory_bench(clients: int, seconds: float, backend: str = "sqlite") -> dict[str, float]:
+    """Requests/s and latency percentiles (ms) of the real server under a mixed load, on a
+    SQLite file or on a private PostgreSQL server started for the run."""
     if clients < 1 or seconds <= 0:
         raise ValueError(f"need clients >= 1 and seconds > 0, got {clients} and {seconds}")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     with tempfile.TemporaryDirectory(prefix="inventory-bench-") as tmp:
-        return asyncio.run(_bench(clients, seconds, Path(tmp)))
+        if backend == "sqlite":
+            return asyncio.run(_bench(clients, seconds, Path(tmp), str(Path(tmp) / "bench.db")))
+        from device.inventory.pgcluster import PostgresCluster
+
+        with PostgresCluster() as cluster:
+            return asyncio.run(_bench(clients, seconds, Path(tmp), cluster.create_database()))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m device.bench.inventory", description=__doc__)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--backend", choices=[*BACKENDS, "both"], default="both")
     args = parser.parse_args(argv)
-    result = run_inventory_bench(args.clients, args.seconds)
-    print(f"inventory API, {args.clients} clients, {result['seconds']:.1f} s, pid {os.getpid()}:")
-    for name, value in result.items():
-        print(f"  {name:>15}: {value:,.2f}")
+    for backend in BACKENDS if args.backend == "both" else [args.backend]:
+        result = run_inventory_bench(args.clients, args.seconds, backend)
+        print(f"inventory API on {backend}, {args.clients} clients, {result['seconds']:.1f} s:")
+        for name, value in result.items():
+            print(f"  {name:>15}: {value:,.2f}")
     return 0
 
 

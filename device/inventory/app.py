@@ -139,9 +139,17 @@ def openapi_document() -> dict[str, Any]:
 
 
 def create_app(
-    db: Database, *, own_db: bool = False, lockout_policy: LockoutPolicy = DEFAULT_POLICY
+    db: Database,
+    *,
+    own_db: bool = False,
+    lockout_policy: LockoutPolicy = DEFAULT_POLICY,
+    lease_s: float = idempotency.DEFAULT_LEASE_S,
 ) -> FastAPI:
-    """The API over `db`. With `own_db`, the app closes the database when it shuts down."""
+    """The API over `db`. With `own_db`, the app closes the database when it shuts down.
+
+    `lease_s` is how long a claimed Idempotency-Key stays "in progress": a retry of a
+    request whose server died meanwhile waits this long before it may run.
+    """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -155,6 +163,7 @@ def create_app(
     app = _application(lifespan)
     app.state.db = db
     app.state.lockout = lockout_policy
+    app.state.lease_s = lease_s
     return app
 
 

@@ -1,4 +1,5 @@
-"""`warehouse-voice inventory serve|token`: run the reference API, mint device tokens.
+"""`warehouse-voice inventory serve|token|tokens|revoke|conformance`: run the reference API,
+mint, list and revoke device tokens, check any server against the contract.
 
 The server stack (FastAPI, uvicorn, SQLite schema) is imported only when a command runs, so
 adding these subcommands costs the main CLI nothing at start-up.
@@ -43,12 +44,36 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--seed-number", type=int, default=None, help="generator seed (default: the demo's, 7)"
     )
     serve.add_argument("--reset", action="store_true", help="delete the database file first")
+    serve.add_argument(
+        "--idempotency-lease-s",
+        type=float,
+        default=30.0,
+        help="how long a retry waits for a request whose server died mid-write (30)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")
+
+    conformance = sub.add_parser(
+        "conformance",
+        help="check any inventory server against the device contract (it writes: use a "
+        "test instance)",
+    )
+    conformance.add_argument("url", help="the API root, e.g. http://host:8080/api/v1")
+    conformance.add_argument("--token", required=True, help="a device bearer token")
+    conformance.add_argument(
+        "--examples", type=int, default=10, help="schemathesis examples per operation (10)"
+    )
 
     token = sub.add_parser("token", help="mint (or replace) a device's bearer token")
     token.add_argument("device_id", help="device name, e.g. dock-03")
     token.add_argument("--db", default=str(DEFAULT_DB), help=_DB_HELP)
+
+    tokens = sub.add_parser("tokens", help="list devices and whether their token is active")
+    tokens.add_argument("--db", default=str(DEFAULT_DB), help=_DB_HELP)
+
+    revoke = sub.add_parser("revoke", help="revoke a device's token (it stops working at once)")
+    revoke.add_argument("device_id", help="device name, e.g. dock-03")
+    revoke.add_argument("--db", default=str(DEFAULT_DB), help=_DB_HELP)
 
 
 def _reset(db_path: Path) -> None:
@@ -71,6 +96,9 @@ def _serve(args: argparse.Namespace) -> int:
     postgres = is_postgres_url(target)
     if not 0 <= args.port <= 65535:
         print(f"inventory: --port {args.port} is out of range; use 1-65535", file=sys.stderr)
+        return 64
+    if args.idempotency_lease_s <= 0:
+        print("inventory: --idempotency-lease-s must be above 0 seconds", file=sys.stderr)
         return 64
     if postgres and args.reset:
         print("inventory: --reset deletes a SQLite file; drop a PostgreSQL database with "
@@ -109,7 +137,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 69
     host, port = sock.getsockname()[:2]
     print(f"inventory API on http://{host}:{port}{API_PREFIX}", flush=True)
-    server = uvicorn.Server(uvicorn_config(create_app(db, own_db=True), log_level="info"))
+    app = create_app(db, own_db=True, lease_s=args.idempotency_lease_s)
+    server = uvicorn.Server(uvicorn_config(app, log_level="info"))
     try:
         server.run(sockets=[sock])
     finally:
@@ -146,9 +175,51 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tokens(args: argparse.Namespace) -> int:
+    from device.inventory.db import database_errors, open_database
+    from device.inventory.tokens import list_devices, revoke_token
+
+    failures: tuple[type[Exception], ...] = (OSError, RuntimeError, *database_errors())
+    try:
+        db = open_database(args.db)
+        try:
+            if args.inventory_command == "tokens":
+                for device_id, created, revoked in db.read(list_devices):
+                    state = "active" if revoked is None else f"revoked {revoked}"
+                    print(f"{device_id}\t{created}\t{state}")
+                return 0
+            revoked_now = db.write(lambda c: revoke_token(c, args.device_id))
+        finally:
+            db.close()
+    except failures as exc:
+        print(f"inventory: {exc}", file=sys.stderr)
+        return 65
+    if not revoked_now:
+        print(f"inventory: no active token for {args.device_id!r}; see `inventory tokens`",
+              file=sys.stderr)  # fmt: skip
+        return 65
+    print(f"revoked {args.device_id}; its token no longer works", file=sys.stderr)
+    return 0
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    from device.inventory.conformance import report, run_conformance
+
+    if args.examples < 1:
+        print("inventory: --examples must be 1 or more", file=sys.stderr)
+        return 64
+    results = run_conformance(args.url, args.token, examples=args.examples)
+    print(report(results), flush=True)
+    return 0 if all(r.passed for r in results) else 1
+
+
 def run(args: argparse.Namespace) -> int:
     if args.inventory_command == "serve":
         return _serve(args)
+    if args.inventory_command == "conformance":
+        return _conformance(args)
+    if args.inventory_command in ("tokens", "revoke"):
+        return _tokens(args)
     if args.inventory_command == "token":
         return _token(args)
     raise ValueError(f"unknown inventory command {args.inventory_command!r}")

@@ -52,6 +52,14 @@ def revoke_token(conn: Conn, device_id: str) -> bool:
     return cur.rowcount == 1
 
 
+def list_devices(conn: Conn) -> list[tuple[str, str, str | None]]:
+    """(device_id, created_at, revoked_at) of every device that ever had a token."""
+    rows = conn.execute(
+        "SELECT device_id, created_at, revoked_at FROM devices ORDER BY device_id"
+    ).fetchall()
+    return [(row["device_id"], row["created_at"], row["revoked_at"]) for row in rows]
+
+
 def device_for_hash(conn: Conn, digest: str) -> str | None:
     row = conn.execute(
         "SELECT device_id FROM devices WHERE token_sha256 = ? AND revoked_at IS NULL", (digest,)

@@ -77,7 +77,8 @@ async def run_write(
 
     instance = request.url.path
     fp = idempotency.fingerprint(request.method, instance, body.model_dump(mode="json"))
-    outcome = db.write(lambda conn: idempotency.claim(conn, device_id, key, fp))
+    lease_s: float = getattr(request.app.state, "lease_s", idempotency.DEFAULT_LEASE_S)
+    outcome = db.write(lambda conn: idempotency.claim(conn, device_id, key, fp, lease_s=lease_s))
     if isinstance(outcome, idempotency.Replay):
         return stored_response(outcome, replayed=True)
 

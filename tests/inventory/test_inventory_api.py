@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 from typing import Any
 
 import httpx
@@ -103,19 +102,17 @@ async def test_a_key_still_in_progress_elsewhere_answers_409_and_changes_nothing
     api: httpx.AsyncClient, inventory: RunningInventory
 ) -> None:
     from device.inventory import idempotency
-    from device.inventory.db import connect, run_in_transaction
+    from device.inventory.db import open_database
 
     fp = idempotency.fingerprint("POST", "/api/v1/moves", MOVE)
-    # A second server process on the same file has claimed the key and not finished yet.
-    other = connect(inventory.db_path)
+    # A second server process on the same database has claimed the key and not finished yet.
+    other = open_database(inventory.db)
     try:
-        run_in_transaction(other, lambda c: idempotency.claim(c, "demo-01", "busy", fp))
+        other.write(lambda c: idempotency.claim(c, "demo-01", "busy", fp))
         busy = await api.post("/moves", json=MOVE, headers={"Idempotency-Key": "busy"})
         # That process died mid-request long ago: its lease ran out and the change never
         # committed, so the key may be taken over and the move runs exactly once.
-        run_in_transaction(
-            other, lambda c: idempotency.claim(c, "demo-01", "stale", fp, now=0.0, lease_s=1.0)
-        )
+        other.write(lambda c: idempotency.claim(c, "demo-01", "stale", fp, now=0.0, lease_s=1.0))
         stale = await api.post("/moves", json=MOVE, headers={"Idempotency-Key": "stale"})
     finally:
         other.close()
@@ -188,38 +185,49 @@ async def test_the_audit_row_names_who_asked_and_what_changed(api: httpx.AsyncCl
 
 
 def test_the_audit_log_cannot_be_rewritten(inventory: RunningInventory) -> None:
-    conn = sqlite3.connect(inventory.db_path)
+    from device.inventory.db import database_errors, open_database
+
+    db = open_database(inventory.db)
     try:
-        conn.execute(
-            "INSERT INTO audit_log (at, action, device_id, before, after, delta) "
-            "VALUES ('t', 'move', 'd', '{}', '{}', '{}')"
+        db.write(
+            lambda c: c.execute(
+                "INSERT INTO audit_log (at, action, device_id, before, after, delta) "
+                "VALUES ('t', 'move', 'd', '{}', '{}', '{}')"
+            )
         )
         for statement in ("UPDATE audit_log SET action = 'x'", "DELETE FROM audit_log"):
             try:
-                conn.execute(statement)
-            except sqlite3.IntegrityError as exc:
+                db.write(lambda c, sql=statement: c.execute(sql))  # type: ignore[misc]
+            except database_errors() as exc:
                 assert "append-only" in str(exc)
             else:
                 raise AssertionError(f"{statement!r} was allowed")
+        count = db.read(lambda c: c.execute("SELECT count(*) FROM audit_log").fetchone()[0])
+        assert count == 1
     finally:
-        conn.close()
+        db.close()
 
 
 async def test_tokens_are_stored_only_as_sha256(
     api: httpx.AsyncClient, inventory: RunningInventory
 ) -> None:
-    raw = b"".join(
-        path.read_bytes()
-        for path in inventory.db_path.parent.iterdir()
-        if path.name.startswith(inventory.db_path.name) and not path.name.endswith("-token")
-    )
-    assert inventory.token.encode() not in raw
-    conn = sqlite3.connect(inventory.db_path)
+    from device.inventory.db import is_postgres_url, open_database
+
+    if not is_postgres_url(inventory.db):
+        raw = b"".join(
+            path.read_bytes()
+            for path in inventory.db_path.parent.iterdir()
+            if path.name.startswith(inventory.db_path.name) and not path.name.endswith("-token")
+        )
+        assert inventory.token.encode() not in raw
+    db = open_database(inventory.db)
     try:
-        stored = conn.execute("SELECT token_sha256 FROM devices WHERE device_id = 'demo-01'")
-        assert stored.fetchone()[0] == hashlib.sha256(inventory.token.encode()).hexdigest()
+        rows = db.read(lambda c: c.execute("SELECT * FROM devices").fetchall())
     finally:
-        conn.close()
+        db.close()
+    assert inventory.token not in repr([tuple(row) for row in rows])
+    [row] = rows
+    assert row["token_sha256"] == hashlib.sha256(inventory.token.encode()).hexdigest()
 
 
 async def test_a_wrong_or_missing_token_gets_401(inventory: RunningInventory) -> None:
@@ -244,7 +252,7 @@ async def test_a_minted_token_works_and_replaces_the_old_one(
 ) -> None:
     from device.inventory.tokens import mint_token
 
-    new = mint_token(inventory.db_path, "demo-01")
+    new = mint_token(inventory.db, "demo-01")
     old = await api.get("/picks/next")
     async with httpx.AsyncClient(
         base_url=inventory.base_url, headers={"Authorization": f"Bearer {new}"}
@@ -256,7 +264,7 @@ async def test_a_minted_token_works_and_replaces_the_old_one(
 async def test_short_pick_needs_the_bins_check_digits(
     api: httpx.AsyncClient, inventory: RunningInventory
 ) -> None:
-    digits = check_digits_for(inventory.db_path, "A-12-03")
+    digits = check_digits_for(inventory.db, "A-12-03")
     wrong = "999" if digits != "999" else "998"
     refused = await api.post(
         "/picks/P0001/confirm",

@@ -67,3 +67,65 @@ def test_serve_seeds_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
     assert code in (0, -signal.SIGTERM)
     assert proc.stderr is not None
     assert "Application shutdown complete" in proc.stderr.read()
+
+
+def test_tokens_are_listed_and_revoked_by_device(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from device.inventory.db import open_database
+    from device.inventory.tokens import device_for_token
+
+    assert main(["token", "dock-03", "--db", database]) == 0
+    assert main(["token", "dock-04", "--db", database]) == 0
+    token = capsys.readouterr().out.split()[0]
+    assert main(["tokens", "--db", database]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in listed] == ["dock-03", "dock-04"]
+    assert all(line.split("\t")[2] == "active" for line in listed)
+
+    assert main(["revoke", "dock-03", "--db", database]) == 0
+    assert "revoked dock-03" in capsys.readouterr().err
+    assert main(["revoke", "dock-03", "--db", database]) == 65
+    assert "no active token for 'dock-03'" in capsys.readouterr().err
+    assert main(["tokens", "--db", database]) == 0
+    states = dict(line.split("\t")[::2] for line in capsys.readouterr().out.splitlines())
+    assert states["dock-04"] == "active" and states["dock-03"].startswith("revoked ")
+    db = open_database(database)
+    try:
+        assert device_for_token(db, token) is None  # dock-03's token no longer works
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_serve_seed_demo_on_a_seeded_database_starts_it_as_it_is(tmp_path: Path) -> None:
+    db_path = tmp_path / "inv.db"
+    for run in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "device.inventory.cli", "serve", "--seed", "demo",
+             "--db", str(db_path), "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            listening = proc.stdout.readline()
+            base_url = listening.strip().rsplit(" ", 1)[-1]
+            token = demo_token_path(db_path).read_text().strip()
+            headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "once"}
+            if run == 0:
+                assert "seeded" in first
+                move = {"sku": "104417", "from_location": "A-12-03", "to_location": "A-14-01",
+                        "quantity": 4}  # fmt: skip
+                assert httpx.post(f"{base_url}/moves", json=move, headers=headers).is_success
+            else:
+                assert "already seeded; starting it as it is" in first
+            item = httpx.get(f"{base_url}/items/104417", headers=headers).json()
+            assert item["total_quantity"] == 40  # moved within the item, kept across restart
+            assert [(e["location"], e["quantity"]) for e in item["locations"]] == [
+                ("A-12-03", 36), ("A-14-01", 4)
+            ]  # fmt: skip
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)

@@ -17,7 +17,10 @@ from schemathesis.core.parameters import ParameterLocation
 
 from device.inventory.app import openapi_document
 from device.inventory.models import IDEMPOTENCY_KEY_PATTERN
+from device.inventory.pgcluster import PostgresCluster
 from device.inventory.server import InventoryServer, RunningInventory
+
+BACKENDS = ["sqlite", "postgresql"]
 
 # Loaded at import so pytest can parametrize one test per operation; the test below checks
 # that the server really serves this same document.
@@ -27,9 +30,15 @@ load_all_checks()
 ALL_CHECKS = [check for check in CHECKS.get_all() if not is_check_class(check)]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningInventory]:
-    db: Path = tmp_path_factory.mktemp("schemathesis") / "inventory.db"
+@pytest.fixture(scope="module", params=BACKENDS)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningInventory]:
+    """The seeded reference server, once on SQLite and once on PostgreSQL."""
+    db: str | Path = tmp_path_factory.mktemp("schemathesis") / "inventory.db"
+    if request.param == "postgresql":
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        db = cluster.create_database()
     server = InventoryServer(db, seed="demo")
     running = server.start()
     try:

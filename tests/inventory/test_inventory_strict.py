@@ -35,7 +35,7 @@ async def snapshot(api: httpx.AsyncClient) -> tuple[Any, Any, Any]:
 async def test_a_non_integer_where_an_integer_is_due_is_422_and_changes_nothing(
     api: httpx.AsyncClient, inventory: RunningInventory, bad: object
 ) -> None:
-    digits = check_digits_for(inventory.db_path, "A-12-03")
+    digits = check_digits_for(inventory.db, "A-12-03")
     before = await snapshot(api)
     n = 0
     for path, body, fields in WRITES:
@@ -60,7 +60,7 @@ async def test_a_non_integer_where_an_integer_is_due_is_422_and_changes_nothing(
 async def test_the_same_writes_with_integers_are_accepted(
     api: httpx.AsyncClient, inventory: RunningInventory
 ) -> None:
-    digits = check_digits_for(inventory.db_path, "A-12-03")
+    digits = check_digits_for(inventory.db, "A-12-03")
     for n, (path, body, _fields) in enumerate(WRITES):
         body = {k: (digits if v == "CHECK" else v) for k, v in body.items()}
         response = await api.post(
@@ -119,7 +119,7 @@ async def test_check_digits_lock_a_device_out_of_a_location_after_three_misses(
 ) -> None:
     from device.inventory.tokens import mint_token
 
-    right = check_digits_for(inventory.db_path, "A-12-03")
+    right = check_digits_for(inventory.db, "A-12-03")
     wrong = wrong_digits(right)
     misses = [await verify(api, "A-12-03", wrong) for _ in range(3)]
     assert [r.status_code for r in misses] == [200, 200, 200]
@@ -140,9 +140,9 @@ async def test_check_digits_lock_a_device_out_of_a_location_after_three_misses(
     assert (await api.get("/picks/P0001")).json()["status"] == "open"
 
     # Another location, and another device at this one, are not locked.
-    other = check_digits_for(inventory.db_path, "A-14-01")
+    other = check_digits_for(inventory.db, "A-14-01")
     assert (await verify(api, "A-14-01", other)).json()["match"] is True
-    token = mint_token(inventory.db_path, "dock-09")
+    token = mint_token(inventory.db, "dock-09")
     async with httpx.AsyncClient(
         base_url=inventory.base_url, headers={"Authorization": f"Bearer {token}"}
     ) as second:
@@ -152,7 +152,7 @@ async def test_check_digits_lock_a_device_out_of_a_location_after_three_misses(
 async def test_wrong_digits_on_a_pick_count_towards_the_lockout_and_a_match_resets_it(
     api: httpx.AsyncClient, inventory: RunningInventory
 ) -> None:
-    right = check_digits_for(inventory.db_path, "A-12-03")
+    right = check_digits_for(inventory.db, "A-12-03")
     wrong = wrong_digits(right)
     assert (await verify(api, "A-12-03", wrong)).json()["attempts_left"] == 2
     assert (await verify(api, "A-12-03", right)).json() == {
@@ -209,7 +209,7 @@ async def test_the_audit_row_has_the_operator_header_and_the_token_device(
 ) -> None:
     from device.inventory.tokens import mint_token
 
-    token = mint_token(inventory.db_path, "dock-07")
+    token = mint_token(inventory.db, "dock-07")
     async with httpx.AsyncClient(
         base_url=inventory.base_url, headers={"Authorization": f"Bearer {token}"}
     ) as dock:
