@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.request import urlopen
 
 from device.config import REPO_CONFIG_DIR
 from device.inventory.server import InventoryServer
@@ -184,7 +186,14 @@ async def test_moves_confirmed_through_an_outage_and_a_kill_9_are_applied_once_i
         assert (await daemon.ctl("status"))["write_queue"]["depth"] == 1
         assert (await daemon.turn(emu, 5))["status"] == "needs_confirmation"
         assert (await daemon.turn(emu, 6))["code"] == "QUEUED"
-        assert (await daemon.ctl("status"))["write_queue"]["depth"] == 2
+        status = await daemon.ctl("status")
+        assert status["write_queue"]["depth"] == 2
+        scrape = await asyncio.to_thread(urlopen, status["metrics"]["endpoint"], timeout=10)
+        metrics = scrape.read().decode()
+        assert "warehouse_voice_write_queue_depth 2.0" in metrics
+        assert "warehouse_voice_wake_enabled 0.0" in metrics  # push-to-talk only here
+        age = re.search(r"^warehouse_voice_write_queue_oldest_age_seconds (\S+)$", metrics, re.M)
+        assert age is not None and float(age[1]) > 0
 
         server = InventoryServer(work / "inventory.db", port=port)
         await asyncio.to_thread(server.start)  # the API is back
