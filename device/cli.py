@@ -153,11 +153,12 @@ def _add_plugins(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     """Subcommands owned by other packages: the emulator, the inventory API, the models."""
     from device.bench import cli as bench_cli
     from device.broker import cli as broker_cli
+    from device.fleet import cli as fleet_cli
     from device.inventory import cli as inventory_cli
     from device.sim import cli as sim_cli
     from device.wake import cli as wake_cli
 
-    for module in (sim_cli, inventory_cli, wake_cli, bench_cli, broker_cli):
+    for module in (sim_cli, inventory_cli, wake_cli, bench_cli, broker_cli, fleet_cli):
         module.add_parser(sub)
     # The emulator and inventory parsers leave dispatch to us; models sets its own.
     for name, module in (("emulator", sim_cli), ("inventory", inventory_cli)):

@@ -1,0 +1,231 @@
+"""A shift through an inventory outage, with the daemon killed -9 in the middle of it.
+
+The real daemon runs as a subprocess (as systemd runs it) against the Live emulator through
+google-genai and the real inventory API over HTTP. The API is stopped for a while; two moves
+are confirmed meanwhile, and the daemon is killed with SIGKILL between them. When the API comes
+back, every confirmed move must be applied exactly once, in the order the worker made them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.request import urlopen
+
+from device.config import REPO_CONFIG_DIR
+from device.inventory.server import InventoryServer
+from device.service.control import request
+from device.sim.emulator import Emulator
+from device.sim.scenario import parse_scenario
+from device.tools.inventory_client import InventoryClient
+
+CONFIG = """
+[device]
+id = "offline-01"
+state_dir = "{work}"
+control_socket = "{work}/control.sock"
+[live]
+base_url = "{url}"
+ca_file = "{ca}"
+api_key_file = "{work}/key"
+instructions = "{config_dir}/instructions.md"
+idle_timeout_s = 60.0
+# The talk button marks each turn (activityStart/End), so one session carries a read-back and
+# its confirmation, as it does for a worker on the floor.
+turn_detection = "manual"
+[audio]
+input = "wav"
+input_wav = "{config_dir}/demo/where-is-sku.wav"
+input_wav_cue = "listening"
+output = "wav"
+output_wav = "{work}/reply.wav"
+speed = 4.0
+[button]
+enabled = false
+[wake]
+enabled = false
+[metrics]
+address = "127.0.0.1:0"
+[tools]
+inventory_url = "{inventory}"
+token_file = "{work}/token"
+write_queue_retry_max_s = 0.5
+"""
+
+# (what the worker asks, the move's arguments): each is read back, then confirmed.
+MOVES = [
+    ("Move five from A-12-03 to A-14-01.", "A-12-03", "A-14-01", 5),  # the API is up
+    ("Move three from A-12-03 to A-14-01.", "A-12-03", "A-14-01", 3),  # API down
+    ("Move two from A-14-01 to A-12-03.", "A-14-01", "A-12-03", 2),  # API down, new daemon
+]
+
+
+def scenario_text() -> str:
+    turns = []
+    for n, (said, source, dest, qty) in enumerate(MOVES, start=1):
+        turns.append(
+            f"""
+[[turns]]
+user_transcript = "{said}"
+reply_text = "Move {qty} of SKU 104417 from {source} to {dest}. Say confirm, or press the button."
+[[turns.tool_calls]]
+id = "move-{n}"
+name = "move_stock"
+args = {{ sku = "104417", from_location = "{source}", to_location = "{dest}", quantity = {qty} }}
+
+[[turns]]
+user_transcript = "Confirm."
+reply_text = "Done."
+[[turns.tool_calls]]
+id = "move-{n}-confirm"
+name = "confirm_pending_action"
+args = {{ decision = "confirm" }}
+"""
+        )
+    return 'name = "offline-shift"\nprogress = "shared"\n' + "".join(turns)
+
+
+class Daemon:
+    def __init__(self, work: Path, config: Path) -> None:
+        self.work, self.config = work, config
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "GEMINI_API_KEY")}
+        sock = self.work / "control.sock"
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "device.cli", "run", "--config", str(self.config),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        async with asyncio.timeout(60):
+            while not sock.exists() or (await self.ctl("status")).get("state") != "idle":
+                if self.proc.returncode is not None:
+                    assert self.proc.stderr is not None
+                    raise AssertionError((await self.proc.stderr.read()).decode())
+                await asyncio.sleep(0.05)
+
+    async def ctl(self, action: str) -> dict[str, Any]:
+        """One control-socket command, as `warehouse-voice ctl` sends it; {} while it is down."""
+        try:
+            return await asyncio.to_thread(request, self.work / "control.sock", action)
+        except (ConnectionError, OSError, ValueError):
+            return {}
+
+    async def turn(self, emu: Emulator, number: int) -> dict[str, Any]:
+        """The worker holds the button and speaks; the tool answer the model got back."""
+        assert (await self.ctl("press"))["ok"] is True
+        async with asyncio.timeout(60):
+            while (await self.ctl("status")).get("state") != "conversing":  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        await self.ctl("release")
+        record = await emu.wait_for_turns(number, timeout_s=60)
+        return record.tool_responses[-1].response
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+        assert self.proc.returncode == -signal.SIGKILL
+
+    async def stop(self) -> bytes:
+        if self.proc is None or self.proc.returncode is not None:
+            return b""
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(self.proc.communicate(), timeout=10)
+        return err
+
+
+def events(work: Path) -> list[dict[str, Any]]:
+    lines = (work / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def queue_events(work: Path, change: str) -> list[dict[str, Any]]:
+    return [e for e in events(work) if e["kind"] == "write_queue" and e["change"] == change]
+
+
+async def test_moves_confirmed_through_an_outage_and_a_kill_9_are_applied_once_in_order(
+    tmp_path: Path,
+) -> None:
+    work = tmp_path
+    (work / "key").write_text("offline-key")
+    server = InventoryServer(work / "inventory.db", seed="demo")
+    inventory = await asyncio.to_thread(server.start)
+    port = int(inventory.base_url.split(":")[2].split("/")[0])
+    (work / "token").write_text(inventory.token)
+    scenario = parse_scenario(scenario_text(), name="offline-shift", base_dir=work)
+    emu = Emulator(scenario, workdir=work / "emu", api_key="offline-key")
+    await emu.start()
+    config = work / "config.toml"
+    config.write_text(
+        CONFIG.format(work=work, url=emu.url, ca=emu.ca_file, config_dir=REPO_CONFIG_DIR,
+                      inventory=inventory.base_url)
+    )  # fmt: skip
+    daemon = Daemon(work, config)
+    try:
+        await daemon.start()
+        assert (await daemon.turn(emu, 1))["status"] == "needs_confirmation"
+        assert (await daemon.turn(emu, 2))["code"] == "OK"  # applied at once
+
+        await asyncio.to_thread(server.stop)  # the outage starts
+        assert (await daemon.turn(emu, 3))["status"] == "needs_confirmation"
+        saved = await daemon.turn(emu, 4)
+        assert (saved["status"], saved["code"]) == ("ok", "QUEUED")
+        assert "will sync" in saved["speakable"]
+        status = await daemon.ctl("status")
+        assert status["write_queue"]["depth"] == 1
+
+        await daemon.kill()  # no clean shutdown: what is on disk is all there is
+        await daemon.start()
+        assert (await daemon.ctl("status"))["write_queue"]["depth"] == 1
+        assert (await daemon.turn(emu, 5))["status"] == "needs_confirmation"
+        assert (await daemon.turn(emu, 6))["code"] == "QUEUED"
+        status = await daemon.ctl("status")
+        assert status["write_queue"]["depth"] == 2
+        scrape = await asyncio.to_thread(urlopen, status["metrics"]["endpoint"], timeout=10)
+        metrics = scrape.read().decode()
+        assert "warehouse_voice_write_queue_depth 2.0" in metrics
+        assert "warehouse_voice_wake_enabled 0.0" in metrics  # push-to-talk only here
+        age = re.search(r"^warehouse_voice_write_queue_oldest_age_seconds (\S+)$", metrics, re.M)
+        assert age is not None and float(age[1]) > 0
+
+        server = InventoryServer(work / "inventory.db", port=port)
+        await asyncio.to_thread(server.start)  # the API is back
+        async with asyncio.timeout(60):
+            while len(queue_events(work, "delivered")) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        status = await daemon.ctl("status")
+        assert status["write_queue"] | {"oldest_age_s": None, "last_error": None} == {
+            "depth": 0, "oldest_age_s": None, "delivered": 2, "rejected": 0, "last_error": None,
+        }  # fmt: skip
+        stderr = await daemon.stop()
+        assert b"Traceback" not in stderr, stderr.decode()
+    finally:
+        if daemon.proc is not None and daemon.proc.returncode is None:
+            daemon.proc.kill()
+            await daemon.proc.wait()
+        await emu.stop()
+
+    async with InventoryClient(inventory.base_url, inventory.token) as client:
+        moves = list(reversed(await client.audit(action="move")))
+        stock = {
+            loc: (await client.get_stock(sku="104417", location=loc))[0]["quantity"]
+            for loc in ("A-12-03", "A-14-01")
+        }
+    await asyncio.to_thread(server.stop)
+    # Exactly once each, in the worker's order, and the stock the script says.
+    assert [(m["delta"], m["session_id"] is not None) for m in moves] == [
+        ({"A-12-03": -5, "A-14-01": 5}, True),
+        ({"A-12-03": -3, "A-14-01": 3}, True),
+        ({"A-14-01": -2, "A-12-03": 2}, True),
+    ]
+    assert len({m["idempotency_key"] for m in moves}) == 3
+    assert stock == {"A-12-03": 34, "A-14-01": 6}
+    assert [e["depth"] for e in queue_events(work, "queued")] == [1, 2]
+    assert [e["depth"] for e in queue_events(work, "loaded")] == [0, 1]
