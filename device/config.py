@@ -218,6 +218,8 @@ class ToolSettings(_Section):
     token_file: Path | None = None
     timeout_s: PositiveFloat = 5.0
     confirm_words: list[str] = Field(default_factory=lambda: ["confirm", "confirmed", "correct"])
+    # Writes while nobody is signed on: "refuse" them, or record them as by "unknown".
+    unsigned_writes: Literal["refuse", "unknown"] = "unknown"
 
 
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from device.appliance import Appliance
 from device.audio.capture import Capture
@@ -32,11 +32,16 @@ from device.service.metrics import start_metrics
 from device.service.notify import Notifier, status_subscriber, watchdog_task
 from device.tools.dispatcher import ToolDispatcher
 from device.tools.inventory_client import InventoryClient
+from device.tools.operator import BadgeScanner, SignOn
 from device.tools.registry import ToolSet
 from device.vision.eye import Eye
 from device.wake.listener import build_listener
 
 log = logging.getLogger(__name__)
+
+
+class Confirmer(Protocol):
+    def confirm(self, source: str) -> bool: ...
 
 
 def build_mic(settings: Settings, bus: EventBus) -> AudioSource:
@@ -86,8 +91,17 @@ def build_tools(settings: Settings, resolved: Resolved, bus: EventBus) -> ToolSe
         timeout_s=tools.timeout_s,
         # The panel's router decides which press confirms (a tap, never a hold-to-talk).
         button_confirms=False,
+        sign_on=SignOn(client, unsigned_writes=tools.unsigned_writes),
     )
     return ToolSet(dispatcher, bus=bus, timeout_s=tools.timeout_s)
+
+
+def badge_scanner(eye: Eye) -> BadgeScanner:
+    async def scan() -> list[str]:
+        found = await eye.tools.scan_barcode({})
+        return [str(code.get("text", "")) for code in found.get("codes", [])]
+
+    return scan
 
 
 def live_connector(settings: Settings, resolved: Resolved, tools: ToolRunner) -> LiveConnector:
@@ -125,6 +139,8 @@ async def assemble(
     if eye.available:
         # A voice-only device does not offer the model tools it cannot run.
         tools.add(eye.tools.declarations(), eye.tools.handlers())
+        if tools.dispatcher.sign_on is not None:
+            tools.dispatcher.sign_on.scan_badge = badge_scanner(eye)
     appliance = Appliance(
         bus=bus,
         mic=mic,
@@ -149,7 +165,7 @@ async def assemble(
     appliance.use_capture(capture, *([listener.run] if listener is not None else []))
     metrics = start_metrics(settings, bus, speaker)
     appliance.status_sections["metrics"] = metrics.summary
-    control = ControlServer(settings.device.control_socket, _control_handler(appliance))
+    control = ControlServer(settings.device.control_socket, control_handler(appliance, tools))
     board = Board(settings, bus=bus, handler=appliance)
     try:
         await speaker.open()
@@ -176,17 +192,23 @@ async def assemble(
         event_log.close()
 
 
-def _control_handler(appliance: Appliance) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
+def control_handler(
+    appliance: Appliance, tools: Confirmer
+) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
+    """The control socket's commands. `confirm` is a confirm source like the button and the
+    voice: it counts only after a matching read-back (else it is ignored and reported)."""
+
     def handle(command: str, _request: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = {}
         if command == "press":
             appliance.press("control")
         elif command == "release":
             appliance.release("control")
         elif command == "confirm":
-            appliance.confirm()
+            answer["confirmed"] = tools.confirm("control")
         elif command == "hangup":
             appliance.hang_up("hung up from the control socket")
-        return appliance.snapshot()
+        return {**appliance.snapshot(), **answer}
 
     return handle
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device.inventory.db import Database
+from device.inventory.operators import seed_operators
 from device.inventory.tokens import store_token
 from device.tools.speech import spoken_location
 
@@ -258,6 +259,7 @@ def seed_demo(db: Database, *, number: int = DEFAULT_SEED_NUMBER) -> SeedReport:
             "INSERT INTO pick_tasks (id, seq, sku, location, quantity) VALUES (?, ?, ?, ?, ?)",
             picks,
         )
+        seed_operators(conn)
         return store_token(conn, DEMO_DEVICE)
 
     token = db.write(load)
