@@ -230,6 +230,8 @@ class ToolSettings(_Section):
     confirm_words: list[str] = Field(default_factory=lambda: ["confirm", "confirmed", "correct"])
     write_queue: Path = Path("write-queue.db")
     write_queue_retry_max_s: PositiveFloat = 30.0
+    # Writes while nobody is signed on: "refuse" them, or record them as by "unknown".
+    unsigned_writes: Literal["refuse", "unknown"] = "unknown"
 
 
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from device.appliance import Appliance
 from device.audio.barge_in import LocalBargeIn
@@ -32,12 +32,17 @@ from device.service.eventlog import EventLog
 from device.service.metrics import start_metrics
 from device.service.notify import Notifier, status_subscriber, watchdog_task
 from device.tools.dispatcher import ToolDispatcher
+from device.tools.operator import BadgeScanner, SignOn
 from device.tools.registry import ToolSet
 from device.tools.write_queue import QueueingInventoryClient, WriteQueue
 from device.vision.eye import Eye
 from device.wake.listener import build_listener
 
 log = logging.getLogger(__name__)
+
+
+class Confirmer(Protocol):
+    def confirm(self, source: str) -> bool: ...
 
 
 def build_mic(settings: Settings, bus: EventBus) -> AudioSource:
@@ -89,6 +94,7 @@ def build_tools(
         timeout_s=tools.timeout_s,
         # The panel's router decides which press confirms (a tap, never a hold-to-talk).
         button_confirms=False,
+        sign_on=SignOn(client, unsigned_writes=tools.unsigned_writes),
     )
     return ToolSet(dispatcher, bus=bus, timeout_s=tools.timeout_s)
 
@@ -99,6 +105,14 @@ def build_write_queue(settings: Settings, bus: EventBus) -> WriteQueue:
         bus=bus,
         retry_max_s=settings.tools.write_queue_retry_max_s,
     )
+
+
+def badge_scanner(eye: Eye) -> BadgeScanner:
+    async def scan() -> list[str]:
+        found = await eye.tools.scan_barcode({})
+        return [str(code.get("text", "")) for code in found.get("codes", [])]
+
+    return scan
 
 
 def live_connector(settings: Settings, resolved: Resolved, tools: ToolRunner) -> LiveConnector:
@@ -137,6 +151,8 @@ async def assemble(
     if eye.available:
         # A voice-only device does not offer the model tools it cannot run.
         tools.add(eye.tools.declarations(), eye.tools.handlers())
+        if tools.dispatcher.sign_on is not None:
+            tools.dispatcher.sign_on.scan_badge = badge_scanner(eye)
     appliance = Appliance(
         bus=bus,
         mic=mic,
@@ -165,7 +181,7 @@ async def assemble(
     appliance.status_sections["metrics"] = metrics.summary
     appliance.status_sections["write_queue"] = write_queue.summary
     metrics.collector.families.wake_enabled.set(listener is not None)
-    control = ControlServer(settings.device.control_socket, _control_handler(appliance))
+    control = ControlServer(settings.device.control_socket, control_handler(appliance, tools))
     board = Board(settings, bus=bus, handler=appliance)
     try:
         await speaker.open()
@@ -195,17 +211,23 @@ async def assemble(
         event_log.close()
 
 
-def _control_handler(appliance: Appliance) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
+def control_handler(
+    appliance: Appliance, tools: Confirmer
+) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
+    """The control socket's commands. `confirm` is a confirm source like the button and the
+    voice: it counts only after a matching read-back (else it is ignored and reported)."""
+
     def handle(command: str, _request: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = {}
         if command == "press":
             appliance.press("control")
         elif command == "release":
             appliance.release("control")
         elif command == "confirm":
-            appliance.confirm()
+            answer["confirmed"] = tools.confirm("control")
         elif command == "hangup":
             appliance.hang_up("hung up from the control socket")
-        return appliance.snapshot()
+        return {**appliance.snapshot(), **answer}
 
     return handle
 

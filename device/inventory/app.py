@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from device.inventory import idempotency
+from device.inventory import idempotency, operators
 from device.inventory.db import Database
 from device.inventory.lockout import DEFAULT_POLICY, LockoutPolicy
 from device.inventory.problems import PROBLEM_MEDIA_TYPE, ProblemError, problem_type
@@ -125,6 +125,7 @@ def _application(lifespan: Any = None) -> FastAPI:
     )
     app.include_router(public, prefix=API_PREFIX)
     app.include_router(router, prefix=API_PREFIX)
+    app.include_router(operators.router, prefix=API_PREFIX)
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)

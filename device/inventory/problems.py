@@ -23,6 +23,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "LOCATION_NOT_FOUND": (404, "No location with that code"),
     "STOCK_NOT_FOUND": (404, "That SKU is not stocked at that location"),
     "PICK_NOT_FOUND": (404, "No pick task with that id"),
+    "OPERATOR_NOT_FOUND": (404, "No active operator with that id"),
     "METHOD_NOT_ALLOWED": (405, "Method not allowed on this resource"),
     "NOT_ACCEPTABLE": (406, "Only JSON responses are available"),
     "INSUFFICIENT_STOCK": (409, "Not enough stock at the source location"),

@@ -95,6 +95,13 @@ BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 
+-- Who may sign on to a device (badge or spoken operator number); see operators.py.
+CREATE TABLE IF NOT EXISTS operators (
+    id     TEXT PRIMARY KEY,
+    name   TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1
+);
+
 CREATE TABLE IF NOT EXISTS devices (
     device_id    TEXT PRIMARY KEY,
     -- sha256 of the bearer token; the token itself is never stored.

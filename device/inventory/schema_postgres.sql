@@ -98,6 +98,13 @@ CREATE OR REPLACE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 CREATE OR REPLACE FUNCTION json_each(doc TEXT) RETURNS TABLE (key TEXT, value JSON)
     LANGUAGE sql IMMUTABLE AS $$ SELECT * FROM json_each(doc::json) $$;
 
+-- Who may sign on to a device (badge or spoken operator number); see operators.py.
+CREATE TABLE IF NOT EXISTS operators (
+    id     TEXT PRIMARY KEY,
+    name   TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1
+);
+
 CREATE TABLE IF NOT EXISTS devices (
     device_id    TEXT PRIMARY KEY,
     token_sha256 TEXT NOT NULL UNIQUE,

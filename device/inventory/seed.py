@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device.inventory.db import Conn, Database, open_database
+from device.inventory.operators import seed_operators
 from device.inventory.tokens import store_token
 from device.tools.speech import spoken_location
 
@@ -267,6 +268,7 @@ def seed_demo(
             "INSERT INTO pick_tasks (id, seq, sku, location, quantity) VALUES (?, ?, ?, ?, ?)",
             picks,
         )
+        seed_operators(conn)
         return store_token(conn, DEMO_DEVICE)
 
     token = db.write(load)

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from device.events import ErrorRaised, EventBus, ToolCalled, ToolFinished
-from device.tools import results
+from device.tools import refusals, results
 from device.tools.confirmation import Consents
 from device.tools.consent import PendingAction, Stage
 from device.tools.declarations import (
@@ -43,6 +43,9 @@ from device.tools.inventory_client import (
     InventoryError,
     handoff_request,
 )
+from device.tools.operator import TOOLS as SIGN_ON_TOOLS
+from device.tools.operator import UNKNOWN as UNKNOWN_OPERATOR
+from device.tools.operator import SignOn
 from device.tools.validation import ArgumentProblem, ArgumentValidator
 from device.tools.write_queue import queued_result
 
@@ -83,6 +86,7 @@ class ToolDispatcher:
         require_spoken_readback: bool = True,
         button_confirms: bool = True,
         operator: str | None = None,
+        sign_on: SignOn | None = None,
     ) -> None:
         """`button_confirms`: a bus ButtonEvent press confirms a pending write. Turn it off
         when the button is push-to-talk, and call `confirm()` for a dedicated gesture."""
@@ -94,6 +98,7 @@ class ToolDispatcher:
         self._client = client
         self._timeout_s = timeout_s
         self._operator = operator
+        self._sign_on = sign_on
         self._validators = {name: ArgumentValidator(name) for name in self._tools}
         self._handlers = WarehouseTools(client, PickMemory())
         # `require_spoken_readback` is kept for callers; a matching read-back is always due.
@@ -114,7 +119,18 @@ class ToolDispatcher:
     # ---- what the appliance uses ---------------------------------------------------------
 
     def declarations(self) -> list[dict[str, Any]]:
-        return declarations(self._enabled)
+        extra = self._sign_on.declarations() if self._sign_on is not None else []
+        return [*declarations(self._enabled), *extra]
+
+    @property
+    def sign_on(self) -> SignOn | None:
+        return self._sign_on
+
+    def operator(self) -> str | None:
+        """Who writes are sent as: the signed-on operator, "unknown", or None (refuse)."""
+        if self._sign_on is not None:
+            return self._sign_on.operator_for_writes()
+        return self._operator or UNKNOWN_OPERATOR
 
     @property
     def pending(self) -> PendingAction | None:
@@ -135,7 +151,7 @@ class ToolDispatcher:
         """Apply the pending write if the worker confirmed it; a result either way."""
         consent = self._consents.current
         if consent is None:
-            return _nothing_pending()
+            return refusals.nothing_pending()
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await self._commit(consent.session_id, "appliance")
@@ -206,6 +222,9 @@ class ToolDispatcher:
 
     async def _run(self, session_id: str, call_id: str, name: str, args: Any) -> dict[str, Any]:
         try:
+            if self._sign_on is not None and name in SIGN_ON_TOOLS:
+                async with asyncio.timeout(self._timeout_s):
+                    return await self._sign_on.call(name, args)
             if name not in self._tools:
                 return results.error(
                     "UNKNOWN_TOOL",
@@ -232,23 +251,29 @@ class ToolDispatcher:
     async def _dispatch(
         self, session_id: str, call_id: str, name: str, args: dict[str, Any]
     ) -> dict[str, Any]:
-        ctx = CallContext(session_id=session_id, call_id=call_id, operator=self._operator)
+        operator = self.operator()
+        ctx = CallContext(session_id=session_id, call_id=call_id, operator=operator)
+        if name in DIRECT_WRITE_TOOLS:
+            # A call for help is never refused for want of a sign-on.
+            ctx = CallContext(session_id, call_id, operator or UNKNOWN_OPERATOR)
+            return await self._handlers.handoff_to_human(
+                args, ctx, idempotency_key(session_id, call_id)
+            )
+        cancelling = name == CONFIRM_TOOL and args["decision"] == "cancel"
+        if operator is None and (name in WRITE_TOOLS or name == CONFIRM_TOOL) and not cancelling:
+            return refusals.sign_on_first()
         if name == CONFIRM_TOOL:
             if args["decision"] == "cancel":
                 consent = self._consents.of(session_id)
                 if consent is None:
-                    return _nothing_pending()
+                    return refusals.nothing_pending()
                 closed = consent.last_closed
                 if consent.cancel("model") is None and (
                     closed is None or closed.stage != Stage.DECLINED
                 ):
-                    return _nothing_pending()
+                    return refusals.nothing_pending()
                 return results.result("cancelled", "CANCELLED", "Cancelled. Nothing was changed.")
             return await self._commit(session_id, f"model call {call_id}")
-        if name in DIRECT_WRITE_TOOLS:
-            return await self._handlers.handoff_to_human(
-                args, ctx, idempotency_key(session_id, call_id)
-            )
         handler: Callable[[dict[str, Any], CallContext], Awaitable[Outcome]] = getattr(
             self._handlers, name
         )
@@ -290,7 +315,7 @@ class ToolDispatcher:
         async with self._commit_lock:
             consent = self._consents.of(session_id)
             if consent is None:
-                return _nothing_pending()
+                return refusals.nothing_pending()
             pending = consent.pending
             if pending is None:
                 last = consent.last_closed
@@ -299,15 +324,18 @@ class ToolDispatcher:
                         f"refused to commit {last.tool} ({last.call_id}) asked by {asked_by}: "
                         f"the change was {last.stage.value.replace('_', ' ')}, not confirmed"
                     )
-                return _closed_result(last)
+                return refusals.closed_result(last)
             action = consent.commit_ready()
             if action is None:
                 self._report(
                     f"refused to commit {pending.tool} ({pending.call_id}) asked by {asked_by}: "
                     "the worker has not confirmed a matching read-back (not confirmed)"
                 )
-                return _not_confirmed(pending)
-            ctx = CallContext(action.session_id, action.call_id, self._operator)
+                return refusals.not_confirmed(pending)
+            operator = self.operator()
+            if operator is None:
+                return refusals.sign_on_first()
+            ctx = CallContext(action.session_id, action.call_id, operator)
             try:
                 body = await self._client.commit(
                     action.write, idempotency_key=action.idempotency_key, context=ctx
@@ -338,7 +366,7 @@ class ToolDispatcher:
             f"The read-back of a {action.tool.replace('_', ' ')} went wrong twice; "
             f"the change was dropped: {action.readback}"
         )[:300]
-        ctx = CallContext(action.session_id, action.call_id, self._operator)
+        ctx = CallContext(action.session_id, action.call_id, self.operator() or UNKNOWN_OPERATOR)
         try:
             await self._client.commit(
                 handoff_request("other", summary),
@@ -368,62 +396,3 @@ class ToolDispatcher:
         return results.error(
             "INTERNAL", "Something went wrong on the device. Please try again.", retryable=True
         )
-
-
-def _not_confirmed(pending: PendingAction) -> dict[str, Any]:
-    again = f"Not done yet. {pending.readback} {results.CONFIRM_PROMPT}"
-    if pending.stage == Stage.PROPOSED and pending.misses:
-        return results.result(
-            "refused",
-            "READBACK_MISMATCH",
-            again,
-            valid_options=["confirm", "cancel"],
-            detail="what you said did not match the change (its quantity and its SKU or bins); "
-            "read back `speakable` word for word, then wait for the worker",
-        )
-    if pending.stage == Stage.PROPOSED:
-        return results.result(
-            "refused",
-            "NOT_READ_BACK",
-            again,
-            valid_options=["confirm", "cancel"],
-            detail="the change was not read back yet (not confirmed); say `speakable` word for "
-            "word, then wait for the worker to say confirm or press the button",
-        )
-    return results.result(
-        "refused",
-        "NOT_CONFIRMED",
-        again,
-        valid_options=["confirm", "cancel"],
-        detail="the worker has not confirmed; wait for them to say confirm or press the "
-        "button, then call again",
-    )
-
-
-def _closed_result(last: PendingAction | None) -> dict[str, Any]:
-    if last is not None and last.stage == Stage.DECLINED:
-        return results.result(
-            "refused",
-            "DECLINED",
-            "Okay, not done. What should I change?",
-            valid_options=list(WRITE_TOOLS),
-            detail="the worker did not confirm the change as read back; nothing was changed. "
-            "Ask what they want, then propose the change again with its tool",
-        )
-    if last is not None and last.stage == Stage.HANDED_OFF:
-        return results.result(
-            "refused",
-            "HANDED_OFF",
-            "I couldn't read that change back correctly, so I've asked a supervisor to help.",
-            detail="the read-back did not match the change twice; the change was dropped and "
-            "a person was called",
-        )
-    return _nothing_pending()
-
-
-def _nothing_pending() -> dict[str, Any]:
-    return results.error(
-        "NO_PENDING_ACTION",
-        "There is nothing waiting for confirmation.",
-        detail="propose the change again with its tool first",
-    )

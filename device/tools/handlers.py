@@ -61,7 +61,7 @@ class PickMemory:
 
 
 def _item_sentence(item: dict[str, Any]) -> str:
-    head = f"SKU {item['sku']}, {item['name']}"
+    head = f"SKU {item['sku']}, {results.quote(item['name'])}"
     locations = item.get("locations") or []
     if not locations:
         text = f"{head}, is out of stock: no bin holds any."
@@ -76,14 +76,14 @@ def _item_sentence(item: dict[str, Any]) -> str:
     look_alikes = item.get("confusable_with") or []
     if look_alikes:
         other = look_alikes[0]
-        text += f" Careful: SKU {other['sku']}, {other['name']}, is similar."
+        text += f" Careful: SKU {other['sku']}, {results.quote(other['name'])}, is similar."
     return text
 
 
 def _item_data(item: dict[str, Any]) -> dict[str, Any]:
     return {
         "sku": item["sku"],
-        "name": item["name"],
+        "name": str(item["name"])[: results.MAX_QUOTED],
         "total_quantity": item["total_quantity"],
         "locations": [
             {k: loc[k] for k in ("location", "spoken_location", "quantity")}
@@ -101,18 +101,21 @@ class WarehouseTools:
     async def find_item(self, args: dict[str, Any], ctx: CallContext) -> Outcome:
         if "sku" in args:
             item = await self.client.get_item(args["sku"])
-            return results.ok(_item_sentence(item), _item_data(item))
+            return results.ok(_item_sentence(item), _item_data(item), detail=results.OUTSIDE_TEXT)
         found = await self.client.find_items(gtin=args.get("gtin"), name=args.get("name"))
         if not found:
-            what = f"barcode {args['gtin']}" if "gtin" in args else f"'{args.get('name')}'"
+            what = f"barcode {args['gtin']}" if "gtin" in args else results.quote(args.get("name"))
             return results.error("ITEM_NOT_FOUND", f"I can't find an item matching {what}.")
         if len(found) == 1:
-            return results.ok(_item_sentence(found[0]), _item_data(found[0]))
-        listed = "; ".join(f"SKU {i['sku']}, {i['name']}" for i in found)
+            return results.ok(
+                _item_sentence(found[0]), _item_data(found[0]), detail=results.OUTSIDE_TEXT
+            )
+        listed = "; ".join(f"SKU {i['sku']}, {results.quote(i['name'])}" for i in found)
         return results.ok(
             f"I found {words(len(found))} items: {listed}. Which one?",
             {"matches": [_item_data(i) for i in found]},
             valid_options=[i["sku"] for i in found],
+            detail=results.OUTSIDE_TEXT,
         )
 
     async def get_stock(self, args: dict[str, Any], ctx: CallContext) -> Outcome:
@@ -137,14 +140,20 @@ class WarehouseTools:
         task = body.get("task")
         if not task:
             return results.ok("There are no open picks right now.", {"open_tasks": 0})
+        name = results.quote(task["item_name"])
         speak = (
             f"Next pick, {task['id']}: go to {task['location']}, {task['spoken_location']}. "
-            f"Pick {words(task['quantity'])} of SKU {task['sku']}, {task['item_name']}. "
+            f"Pick {words(task['quantity'])} of SKU {task['sku']}, {name}. "
             "At the bin, read me the check digits on the label."
         )
         data = {k: task[k] for k in ("id", "location", "spoken_location", "sku", "item_name",
                                      "quantity")}  # fmt: skip
-        return results.ok(speak, {"task": data, "open_tasks": body.get("open_tasks", 0)})
+        data["item_name"] = str(data["item_name"])[: results.MAX_QUOTED]
+        return results.ok(
+            speak,
+            {"task": data, "open_tasks": body.get("open_tasks", 0)},
+            detail=results.OUTSIDE_TEXT,
+        )
 
     async def verify_location(self, args: dict[str, Any], ctx: CallContext) -> Outcome:
         location = args["location"]

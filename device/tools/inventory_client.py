@@ -253,6 +253,10 @@ class InventoryClient:
         body = await self._get("/audit", sku=sku, location=location, action=action, limit=limit)
         return list(body["entries"])
 
+    async def get_operator(self, operator_id: str) -> dict[str, Any]:
+        """The operator with this id (badge or spoken number); OPERATOR_NOT_FOUND if none."""
+        return dict(await self._get(f"/operators/{operator_id}"))
+
     async def verify_location(self, code: str, check_digits: str) -> bool:
         # A POST, but it changes nothing, so it is as safe to retry as a read.
         body = await self._request(

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from device.tools.results import OUTSIDE_TEXT, quote
 from device.vision.barcodes import CodeFormat, DecodedCode, decode_barcodes_async
 from device.vision.camera import CameraError
 from device.vision.snapshots import SnapshotStreamer
@@ -138,12 +139,13 @@ class VisionTools:
             }
             for c in codes
         ]
+        # A label's text is outside data: quoted and bounded, never an instruction.
         if len(codes) == 1:
-            speakable = f"{codes[0].format.label}: {codes[0].text}."
+            speakable = f"{codes[0].format.label}: {quote(codes[0].text)}."
         else:
-            listed = "; ".join(f"{c.format.label} {c.text}" for c in codes)
+            listed = "; ".join(f"{c.format.label} {quote(c.text)}" for c in codes)
             speakable = f"I read {len(codes)} codes: {listed}."
-        return _result("ok", speakable, codes=found)
+        return _result("ok", speakable, codes=found, detail=OUTSIDE_TEXT)
 
     async def look(self, args: dict[str, Any]) -> dict[str, Any]:
         if args:

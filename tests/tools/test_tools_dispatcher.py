@@ -55,9 +55,9 @@ async def test_where_is_sku_104417(dispatcher: ToolDispatcher) -> None:
     )
     assert result["status"] == "ok"
     assert result["speakable"] == (
-        "SKU 104417, Nitrile gloves, blue, size M, box of 100: A-12-03, aisle A, bay twelve, "
-        "level three, forty units. Careful: SKU 104471, Nitrile gloves, blue, size L, box of "
-        "100, is similar."
+        'SKU 104417, "Nitrile gloves, blue, size M, box of 100": A-12-03, aisle A, bay twelve, '
+        'level three, forty units. Careful: SKU 104471, "Nitrile gloves, blue, size L, box of '
+        '100", is similar.'
     )
     assert result["data"]["locations"][0]["quantity"] == 40
 

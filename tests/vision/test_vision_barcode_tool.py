@@ -86,7 +86,7 @@ async def test_several_labels_are_listed_left_to_right(tmp_path: Path) -> None:
     tools, _ = tools_for(tmp_path / "cam")
     result = await tools.scan_barcode({})
     assert [c["text"] for c in result["codes"]] == ["A-12-03", "4006381333931"]
-    assert result["speakable"] == "I read 2 codes: Code 128 A-12-03; EAN-13 4006381333931."
+    assert result["speakable"] == 'I read 2 codes: Code 128 "A-12-03"; EAN-13 "4006381333931".'
 
 
 async def test_formats_limit_what_counts(tmp_path: Path) -> None:
