@@ -29,7 +29,7 @@ from device.events import (
     State,
 )
 from device.live.session import Connector, Conversation, ToolRunner
-from device.service.supervisor import Health, PartHealth
+from device.service.supervisor import Health, PartHealth, Supervisor
 from device.state_table import Facts, StateMachine
 from device.wake.detector import WakeHit
 
@@ -68,6 +68,7 @@ class Appliance:
         # session is open, the state is error, which is what the LED shows.
         self._faults: dict[str, str] = {}
         self._fault_shown = False
+        self._shown = ""  # the fault reason the error state shows
         self._conversation: Conversation | None = None
         self._session_task: asyncio.Task[None] | None = None
         self._talking = False
@@ -166,6 +167,14 @@ class Appliance:
     # -- tasks ----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Run the appliance until cancelled: under its supervisor when it has one (the
+        daemon's, which runs `capture_loop` as one of its parts), else the capture loop alone."""
+        if self.supervisor is not None:
+            await self.supervisor.run()
+        else:
+            await self.capture_loop()
+
+    async def capture_loop(self) -> None:
         """Feed the microphone into the open conversation until cancelled.
 
         Capture goes through one `Capture` (made here if `use_capture` gave none), which also
@@ -204,6 +213,7 @@ class Appliance:
     _companions: tuple[Companion, ...] = ()
     _holding_for: Conversation | None = None  # its audio waits for the wake word's end
     _send_from = 0  # capture offset from which frames go to the conversation
+    supervisor: Supervisor | None = None  # set by the daemon, which runs it
 
     def use_capture(self, capture: Capture, *companions: Companion) -> None:
         """Capture through `capture` (pre-roll, echo stage, reopening a lost microphone) and
@@ -250,7 +260,8 @@ class Appliance:
         elif isinstance(event, CaptureRestored):
             self._faults.pop("mic", None)
         elif isinstance(event, PartHealth):
-            if event.health == Health.OK:
+            # An optional part (the camera) shows its own warning on the panel.
+            if event.health == Health.OK or not event.required:
                 self._faults.pop(event.part, None)
             else:
                 self._faults[event.part] = event.reason
@@ -267,18 +278,20 @@ class Appliance:
             return  # the session's own states show meanwhile; its end brings this back
         if self._faults:
             reason = "; ".join(f"{part}: {why}" for part, why in sorted(self._faults.items()))
-            if self.state != State.ERROR or self._fault_shown:
-                self._fault_shown = True
+            if (self.state != State.ERROR or self._fault_shown) and reason != self._shown:
+                self._fault_shown, self._shown = True, reason
                 if self._machine.allowed(State.ERROR, self._facts()):
                     self._set(State.ERROR, reason)
         elif self._fault_shown and self.state == State.ERROR:
+            self._shown = ""
             self._settle("every part works again")
 
     def _settle(self, reason: str) -> None:
         """After a session or a fault: idle, or error while a part is still broken."""
         if self._faults:
             self._fault_shown = True
-            self._set(State.ERROR, "; ".join(sorted(self._faults.values())))
+            self._shown = "; ".join(f"{part}: {why}" for part, why in sorted(self._faults.items()))
+            self._set(State.ERROR, self._shown)
         else:
             self._fault_shown = False
             self._set(State.IDLE, reason)

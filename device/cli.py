@@ -32,7 +32,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     # Under systemd the logs go to journald; a person at a terminal sees them on stderr.
     setup_logging(settings.device.log_level, force_stderr=sys.stderr.isatty())
-    resolved = preflight(settings)
+    # Audio devices are not checked here: one missing at boot (a USB mic not plugged in yet)
+    # starts the daemon degraded, waiting for it. `config check` still names it.
+    resolved = preflight(settings, check_devices=False)
     return asyncio.run(run_daemon(settings, resolved))
 
 
@@ -66,6 +68,8 @@ def _print_status(answer: dict[str, object]) -> None:
         "state",
         "uptime_s",
         "session",
+        "faults",
+        "health",
         "last_session",
         "last_error",
         "counters",

@@ -18,6 +18,7 @@ from device.audio.barge_in import LocalBargeIn
 from device.audio.capture import Capture
 from device.audio.cued import CuedWavSource
 from device.audio.echo import SpeakerTap, build_echo_stage
+from device.audio.errors import AudioError
 from device.audio.sink import AudioSink, PyAudioSink, WavSink
 from device.audio.source import AudioSource, PyAudioSource, WavSource
 from device.config import Settings
@@ -31,6 +32,8 @@ from device.service.control import ControlServer
 from device.service.eventlog import EventLog
 from device.service.metrics import start_metrics
 from device.service.notify import Notifier, status_subscriber, watchdog_task
+from device.service.parts import supervise_parts
+from device.service.supervisor import Supervisor
 from device.tools.dispatcher import ToolDispatcher
 from device.tools.operator import BadgeScanner, SignOn
 from device.tools.registry import ToolSet
@@ -176,24 +179,40 @@ async def assemble(
         on_end=appliance.wake_ended,
         speaking=lambda: appliance.speaking,
     )
-    appliance.use_capture(capture, *([listener.run] if listener is not None else []))
+    # The wake listener and the camera run under the supervisor, not as the capture's companions.
+    appliance.use_capture(capture)
+    supervisor = appliance.supervisor = Supervisor(bus, backoff_max_s=settings.audio.reopen_max_s)
+    unsupervise = supervise_parts(
+        supervisor,
+        bus,
+        speaker=speaker,
+        capture=appliance.capture_loop,
+        wake=listener.run if listener is not None else None,
+        camera=eye.streamer.run if eye.available else None,
+        budget_s=60.0,
+    )
     metrics = start_metrics(settings, bus, speaker)
     appliance.status_sections["metrics"] = metrics.summary
     appliance.status_sections["write_queue"] = write_queue.summary
+    appliance.status_sections["health"] = supervisor.snapshot
     metrics.collector.families.wake_enabled.set(listener is not None)
     control = ControlServer(settings.device.control_socket, control_handler(appliance, tools))
     board = Board(settings, bus=bus, handler=appliance)
     try:
-        await speaker.open()
-        await mic.open()
+        # A speaker or mic missing at boot is a fault the supervisor waits out (the LED and
+        # `status` say so), never a reason to exit: nobody is there to restart the device.
+        with contextlib.suppress(AudioError):
+            await speaker.open()
+        with contextlib.suppress(AudioError):
+            await mic.open()
         if listener is not None:
             await listener.load()
         board.open(asyncio.get_running_loop())
-        eye.start()
         await control.start()
         await write_queue.start()
         yield appliance
     finally:
+        unsupervise()
         await control.stop()
         board.close()
         await eye.close()
@@ -242,8 +261,12 @@ async def run_daemon(settings: Settings, resolved: Resolved, *, bus: EventBus | 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with assemble(settings, resolved, bus) as appliance:
+        supervisor = appliance.supervisor
+        assert supervisor is not None
         runner = asyncio.create_task(appliance.run(), name="appliance")
-        watchdog = asyncio.create_task(watchdog_task(notifier), name="watchdog")
+        watchdog = asyncio.create_task(
+            watchdog_task(notifier, healthy=supervisor.healthy), name="watchdog"
+        )
         notifier.ready()
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -121,11 +121,18 @@ def _status_line(text: str) -> str:
     return "STATUS=" + " ".join(text.split())
 
 
-async def watchdog_task(notifier: Notifier, interval: float | None = None) -> None:
+async def watchdog_task(
+    notifier: Notifier,
+    interval: float | None = None,
+    *,
+    healthy: Callable[[], bool] | None = None,
+) -> None:
     """Ping `WATCHDOG=1` from the event loop until cancelled.
 
     The pings are sent by this coroutine on the loop's own thread on purpose: if anything
-    blocks the loop, the pings stop and systemd kills and restarts the daemon. Returns at once
+    blocks the loop, the pings stop and systemd kills and restarts the daemon. A running loop
+    is not enough, though: while `healthy()` is False (a required part is broken past its
+    recovery budget, e.g. a speaker whose writes hang) no ping is sent either. Returns at once
     when no watchdog is armed.
     """
     period = interval if interval is not None else notifier.watchdog_interval()
@@ -135,7 +142,8 @@ async def watchdog_task(notifier: Notifier, interval: float | None = None) -> No
         raise ValueError(f"watchdog interval must be positive, got {period}")
     log.debug("watchdog armed: pinging every %.3f s", period)
     while True:
-        notifier.watchdog()
+        if healthy is None or healthy():
+            notifier.watchdog()
         await asyncio.sleep(period)
 
 

@@ -22,7 +22,6 @@ cannot recover by itself, so only systemd's restart helps: it counts against the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -58,6 +57,7 @@ class PartHealth(Event):
     health: Health
     reason: str = ""
     restarts: int = 0
+    required: bool = True
 
 
 @dataclass
@@ -170,7 +170,11 @@ class Supervisor:
             part.health, part.reason = health, fault.reason
         self.bus.publish(
             PartHealth(
-                part=part.name, health=part.health, reason=part.reason, restarts=part.restarts
+                part=part.name,
+                health=part.health,
+                reason=part.reason,
+                restarts=part.restarts,
+                required=part.required,
             )
         )
 
@@ -232,16 +236,24 @@ class Supervisor:
         while True:
             task = asyncio.create_task(_call(part.run), name=part.name)
             part.task = task
-            done, _ = await asyncio.wait({task}, timeout=self.settle_s)
-            if not done:
-                # It has run for a while: whatever broke it before is over.
-                delay = self.backoff_initial_s
-                if part.reported is None:
-                    self._set(part, None)
-                with contextlib.suppress(asyncio.CancelledError):
+            try:
+                done, _ = await asyncio.wait({task}, timeout=self.settle_s)
+                if not done:
+                    # It has run for a while: whatever broke it before is over.
+                    delay = self.backoff_initial_s
+                    if part.reported is None:
+                        self._set(part, None)
                     await asyncio.wait({task})
+            except asyncio.CancelledError:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise
             if task.cancelled():
-                raise asyncio.CancelledError
+                reason = "cancelled from outside"
+                self._set(part, Fault(reason))
+                await asyncio.sleep(delay)
+                part.restarts += 1
+                continue
             exc = task.exception()
             reason = f"stopped: {exc!r}" if exc is not None else "stopped by itself"
             log.error("%s %s; restarting in %.1f s", part.name, reason, delay)

@@ -1,0 +1,124 @@
+"""The real daemon booted without its microphone: ready, showing the fault, healed by a plug.
+
+A subprocess like systemd's, on virtual ALSA devices (`vmic` is absent while its infile is), with
+a notify socket bound here standing in for systemd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from test_notify import NotifySocket
+
+from device.config import REPO_CONFIG_DIR
+from device.sim.alsa import virtual_alsa
+
+CONFIG = """
+[device]
+id = "test-degraded"
+state_dir = "{work}"
+control_socket = "{work}/control.sock"
+[live]
+api_key_file = "{work}/key"
+instructions = "{config_dir}/instructions.md"
+[audio]
+input = "pyaudio"
+input_device = "vmic"
+output = "wav"
+output_wav = "{work}/reply.wav"
+reopen_max_s = 0.5
+[button]
+enabled = false
+[wake]
+enabled = false
+[tools]
+token_file = "{work}/key"
+"""
+
+
+async def ctl(work: Path, action: str) -> dict[str, object]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "device.cli", "ctl", action, "--json", "--socket", str(work / "control.sock")),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    answer: dict[str, object] = json.loads(out)
+    return answer
+
+
+async def until_status(
+    work: Path, done: Callable[[dict[str, object]], bool], timeout_s: float = 60
+) -> dict[str, object]:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if (work / "control.sock").exists():
+                status = await ctl(work, "status")
+                if done(status):
+                    return status
+            await asyncio.sleep(0.2)
+
+
+async def test_boot_without_a_mic_is_ready_shows_error_and_heals_when_plugged_in(
+    tmp_path: Path,
+) -> None:
+    work = tmp_path
+    (work / "key").write_text("k")
+    config = work / "config.toml"
+    config.write_text(CONFIG.format(work=work, config_dir=REPO_CONFIG_DIR))
+    notify_dir = Path(tempfile.mkdtemp(prefix="wv-notify-"))
+    systemd = NotifySocket(notify_dir / "notify")
+    with virtual_alsa(work / "alsa", bytes(3200)) as alsa:
+        mic_audio = alsa.infile.read_bytes()
+        alsa.infile.unlink()  # the USB mic is not plugged in: ALSA has no vmic
+        env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "WATCHDOG_PID")}
+        env.update(NOTIFY_SOCKET=str(systemd.path), WATCHDOG_USEC="200000")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "device.cli", "run", "--config", str(config)),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        try:
+            status = await until_status(work, lambda s: s["state"] == "error")
+            assert proc.returncode is None
+            faults = status["faults"]
+            assert isinstance(faults, dict) and "vmic" in faults["mic"]
+            health = status["health"]
+            assert isinstance(health, dict) and health["mic"]["health"] == "recovering"
+            messages = systemd.snapshot()
+            assert "READY=1" in [m.split("\n")[0] for m in messages]
+            # Waiting for a device is not a hang: the watchdog keeps being fed.
+            pings = messages.count("WATCHDOG=1")
+            await asyncio.to_thread(
+                systemd.wait_blocking, lambda m: m.count("WATCHDOG=1") >= pings + 3
+            )
+
+            alsa.infile.write_bytes(mic_audio)  # plugged in
+            status = await until_status(work, lambda s: s["state"] == "idle")
+            assert status["faults"] == {}
+            pings = systemd.snapshot().count("WATCHDOG=1")
+            await asyncio.to_thread(
+                systemd.wait_blocking, lambda m: m.count("WATCHDOG=1") >= pings + 3
+            )
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(proc.communicate(), timeout=10)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            systemd.close()
+            shutil.rmtree(notify_dir)
+    assert proc.returncode == 0, stderr.decode()
+    events = [json.loads(line) for line in (work / "events.jsonl").read_text().splitlines()]
+    states = [e["state"] for e in events if e["kind"] == "state"]
+    assert states[-2:] == ["error", "idle"]
