@@ -226,6 +226,11 @@ class HalfDuplexGate:
         self._since_playing: int | None = None  # mic samples since the speaker last played
         # Samples louder than the expected echo, per 10 ms step, over the last `barge_in_ms`.
         self._recent: collections.deque[int] = collections.deque(maxlen=max(1, barge_in_ms // 10))
+        # The double-talk guard's own coupling, microphone over reference, learned the same
+        # way (see `process`); it starts at "as loud as what is played".
+        self.raw_coupling_db = 0.0
+        self.raw_margin_db = 3.0
+        self._raw_ratios: collections.deque[float] = collections.deque(maxlen=300)
         self.open_for_barge_in = False
         self.gated_samples = 0
         self.barge_ins = 0
@@ -238,8 +243,12 @@ class HalfDuplexGate:
     def expected_echo_db(self) -> float:
         return max(self._envelope, default=_FLOOR_DB) + self.coupling_db
 
-    def process(self, pcm: bytes, reference: bytes) -> bytes:
-        """Gate `pcm` given `reference`, what the speaker played meanwhile (same length)."""
+    def process(self, pcm: bytes, reference: bytes, raw: bytes | None = None) -> bytes:
+        """Gate `pcm` given `reference`, what the speaker played meanwhile (same length).
+
+        After a canceller, `raw` is the microphone before it: the double-talk guard. A burst
+        of residual echo (the canceller re-converging after the echo path changed) is loud
+        after the canceller but not in the microphone; a worker talking is loud in both."""
         mic = np.frombuffer(pcm, dtype="<i2")
         if self._since_playing is None and not self.tap.playing and not reference.strip(b"\0"):
             # Idle, the usual case: only the noise floor is followed (one level per chunk).
@@ -247,14 +256,27 @@ class HalfDuplexGate:
             self._envelope.append(_FLOOR_DB)
             return pcm
         ref = np.frombuffer(reference, dtype="<i2")
+        near = np.frombuffer(raw, dtype="<i2") if raw is not None else None
         # Levels per 10 ms, the resolution of the envelope and of the barge-in count.
         step = CAPTURE_RATE // 100
         out = bytearray()
         for i in range(0, mic.size, step):
-            out += self._decide(mic[i : i + step], ref[i : i + step])
+            raw_db = level_db(near[i : i + step]) if near is not None else None
+            out += self._decide(mic[i : i + step], ref[i : i + step], raw_db)
         return bytes(out)
 
-    def _decide(self, mic: np.ndarray, ref: np.ndarray) -> bytes:
+    def _raw_loud(self, raw_db: float | None, envelope: float) -> bool:
+        """The microphone itself is above the loudest echo expected of it (guard passes)."""
+        if raw_db is None:
+            return True
+        loud = raw_db > envelope + self.raw_coupling_db + self.raw_margin_db
+        if not loud and envelope > -50.0 and raw_db > _FLOOR_DB:
+            self._raw_ratios.append(raw_db - envelope)
+            if len(self._raw_ratios) >= 20:
+                self.raw_coupling_db = float(np.percentile(self._raw_ratios, 90))
+        return loud
+
+    def _decide(self, mic: np.ndarray, ref: np.ndarray, raw_db: float | None = None) -> bytes:
         ref_db = level_db(ref)
         self._envelope.append(ref_db)
         mic_db = level_db(mic)
@@ -273,7 +295,7 @@ class HalfDuplexGate:
             return mic.tobytes()
         envelope = max(self._envelope)
         expected = max(envelope + self.coupling_db, self.floor_db)
-        loud = mic_db > expected + self.margin_db
+        loud = self._raw_loud(raw_db, envelope) and mic_db > expected + self.margin_db
         # Speech has gaps between syllables: most of the last `barge_in_ms` must be loud, not
         # all of it.
         self._recent.append(mic.size if loud else 0)
@@ -343,6 +365,27 @@ class WebRtcProcessor:
         return np.asarray(out, dtype="<i2").tobytes()
 
 
+class Erle:
+    """Echo return loss enhancement: microphone power over canceller output power, summed
+    over chunks in which the speaker played and the worker was not talking."""
+
+    def __init__(self) -> None:
+        self.mic_energy = 0.0
+        self.out_energy = 0.0
+
+    def add(self, mic: bytes, out: bytes, far: bytes, *, talking: bool) -> None:
+        if talking or level_db(np.frombuffer(far, dtype="<i2")) < -50.0:
+            return
+        self.mic_energy += float(np.sum(np.frombuffer(mic, dtype="<i2").astype(np.float64) ** 2))
+        self.out_energy += float(np.sum(np.frombuffer(out, dtype="<i2").astype(np.float64) ** 2))
+
+    @property
+    def db(self) -> float | None:
+        if self.mic_energy <= 0:
+            return None
+        return round(10 * math.log10(self.mic_energy / max(self.out_energy, 1.0)), 1)
+
+
 class EchoStage:
     """The capture stage for one echo mode: a `ChunkProcessor` for `device.audio.capture`."""
 
@@ -392,6 +435,7 @@ class EchoStage:
                 auto_gain=auto_gain,
                 delay_ms=aec_delay_ms,
             )
+        self._erle = Erle()
         # One thread keeps the DSP state machine in stream order, off the event loop.
         self._executor = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="echo-dsp")
@@ -404,13 +448,21 @@ class EchoStage:
         far = self.reference.take(len(pcm)) if self.reference is not None else None
         if self.gate is not None and far is not None and self.mode == "half_duplex":
             pcm = self.gate.process(pcm, far)
+        raw = pcm
         if self.webrtc is not None and self._executor is not None:
             loop = asyncio.get_running_loop()
             aec_far = far if self.webrtc.echo_cancellation else None
             pcm = await loop.run_in_executor(self._executor, self.webrtc.process, pcm, aec_far)
         if self.gate is not None and far is not None and self.mode == "aec":
-            pcm = self.gate.process(pcm, far)
+            self._erle.add(raw, pcm, far, talking=self.gate.open_for_barge_in)
+            pcm = self.gate.process(pcm, far, raw)
         return pcm
+
+    @property
+    def erle_db(self) -> float | None:
+        """Echo return loss enhancement of the canceller so far: echo power in the microphone
+        over what is left of it, while only the device spoke. None before any echo."""
+        return self._erle.db
 
     def close(self) -> None:
         if self._executor is not None:

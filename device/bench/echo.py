@@ -8,7 +8,9 @@ down, smeared by a short reverb, over a -60 dBFS floor; from 6 s on a worker tal
 Each mode runs as the daemon runs it (`EchoStage`, 20 ms chunks). Printed per room: the echo
 level in the microphone and in the output before the worker talks (after 1 s of convergence),
 the share of the worker's level kept while they talk, and CPU milliseconds per second of
-audio. The service's voice detection starts near -42 dBFS; the output should stay well below.
+audio, and in `aec` mode the canceller's echo return loss enhancement (ERLE: echo power in
+the microphone over what is left after the canceller, while only the device speaks). The
+service's voice detection starts near -42 dBFS; the output should stay well below.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ async def _run(mode: EchoMode, delay_ms: int, gain_db: float, seconds: float) ->
         cpu += time.process_time() - t
         mic += chunk
         out += processed
+    erle = stage.erle_db
     stage.close()
     m, o = np.frombuffer(bytes(mic), "<i2"), np.frombuffer(bytes(out), "<i2")
     before = slice(RATE, start)
@@ -112,6 +115,7 @@ async def _run(mode: EchoMode, delay_ms: int, gain_db: float, seconds: float) ->
         "out_echo_dbfs": round(level_db(o[before]), 1),
         "worker_kept_db": round(level_db(o[during]) - level_db(worker.astype("<i2")), 1),
         "cpu_ms_per_s": round(1000 * cpu / seconds, 2),
+        "erle_db": erle,
     }
 
 

@@ -167,6 +167,24 @@ class Suite:
                 )
             )
 
+        from device.bench.echo import measure as echo_measure
+
+        rooms = ((10, -10.0), (40, -10.0), (20, 0.0))
+        erle = echo_measure(modes=("aec",), rooms=rooms, seconds=self.plan.pick(8, 12))
+        values = [r["erle_db"] for r in erle.values() if r["erle_db"] is not None]
+        self.figures.append(
+            Figure.of(
+                "aec_erle_db",
+                "echo canceller ERLE",
+                "dB",
+                values,
+                note="echo in the mic over what the canceller leaves, rooms 10-40 ms at -10 and "
+                "0 dB; residual after the gate: "
+                + ", ".join(f"{r['out_echo_dbfs']:g}" for r in erle.values())
+                + " dBFS",
+            )
+        )
+
     def _wake_cpu(self) -> None:
         from device.bench.wake import cpu_ratio
 

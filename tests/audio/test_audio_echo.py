@@ -236,3 +236,29 @@ def test_bad_settings_say_what_to_fix() -> None:
         EchoStage("aec", None)
     with pytest.raises(ValueError, match="noise_suppression 'max' is unknown"):
         EchoStage("off", None, noise_suppression="max")
+
+
+@pytest.mark.parametrize("gain_db", [0.0, -10.0])
+async def test_aec_gate_stays_shut_on_the_residual_of_a_changing_echo_path(gain_db: float) -> None:
+    """Double talk, not residual: when the echo path changes under the canceller (the device
+    moved, a door opened) its residual bursts up until it re-converges. Only the worker may
+    open the gate, and the service must not hear the burst."""
+    speaker = LineSpeaker()
+    bus = EventBus()
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    tap = SpeakerTap(speaker)  # type: ignore[arg-type]
+    stage = EchoStage("aec", tap, bus=bus)
+    await tap.write(REPLY * 4)
+    line = EchoLine(speaker, delay_ms=20, gain_db=gain_db)
+    changed = EchoLine(speaker, delay_ms=40, gain_db=gain_db + 4)
+    out = bytearray()
+    for k in range(400):  # 8 s; the path changes at 4 s
+        if k == 200:
+            line.ir = changed.ir
+            line.history = np.zeros(line.ir.size)
+        out += await stage.process(line.tick(np.zeros(TICK)))
+    assert stage.erle_db is not None and stage.erle_db > 10
+    stage.close()
+    assert [e for e in events if isinstance(e, BargeIn)] == []
+    assert level_db(np.frombuffer(bytes(out), "<i2")) < -55

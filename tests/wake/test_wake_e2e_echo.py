@@ -204,5 +204,8 @@ async def test_without_echo_handling_the_device_hears_itself(
         with contextlib.suppress(AssertionError):
             await converse(rig, mic, speaker, 3, barge_in=False)
         result = summary(rig, speaker)
-    print(f"echo off: {result}")
-    assert result["barge_in_markers"] or result["wakes"] > 1
+    conn = rig.emulator.record.connections[0]
+    heard = sum(1 for m in conn.markers if m.kind == "speech_start")
+    print(f"echo off: {result}, speech heard {heard} times")
+    # The worker spoke three times (wake word and request, two asks); the service heard more.
+    assert result["barge_in_markers"] or result["wakes"] > 1 or heard > 3

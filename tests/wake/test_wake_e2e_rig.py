@@ -188,7 +188,15 @@ async def hands_free(
         await detector.load()  # as the daemon does before it starts capturing
         appliance.use_capture(capture, listener.run)
         if isinstance(mic, RoomMic):
-            mic.backlog = lambda: capture.backlog_samples
+
+            def backlog() -> int:
+                # Audio the wake listener has not taken, or the session has not sent yet (the
+                # outbox drops its oldest audio when it overflows).
+                conversation = appliance.conversation
+                unsent = conversation.outbox._audio_bytes // 2 if conversation else 0
+                return max(capture.backlog_samples, unsent)
+
+            mic.backlog = backlog
         rig = HandsFree(appliance, capture, listener, emulator, bus, events)
         try:
             yield rig
@@ -308,10 +316,11 @@ class RoomMic:
     attenuated and smeared by a short reverb) and a noise floor, one chunk per tick of the
     room's clock, paced at up to `speed` times real time.
 
-    The room's clock also waits while `backlog()` (the slowest capture subscriber's queue, the
-    wake listener's) holds more than `max_backlog_s`: on a loaded machine the room runs slower
-    instead of the listener dropping audio, so what happens depends on samples, not on how
-    busy the machine is. Tests wait on the room's clock too (`until`), never on the wall's.
+    The room's clock also waits while `backlog()` (the wake listener's queue, or the session's
+    unsent audio) holds more than `max_backlog_s`: on a loaded machine the room runs slower
+    instead of the listener or the outbox dropping audio, so what happens depends on samples,
+    not on how busy the machine is. Tests wait on the room's clock too (`until`), never on the
+    wall's.
     """
 
     def __init__(

@@ -1,0 +1,176 @@
+"""The device does not hear itself on a real output path: PulseAudio, in real time.
+
+A private PulseAudio server's null-sink speaker is looped back into the virtual microphone
+20 ms later (`module-loopback`), first at 0 dB, then at -10 dB. The device plays through
+PortAudio (`PyAudioSink`) and captures through it (`PyAudioSource`), so the echo comes back
+with the output path's real latency and buffering, not in step with the reference. The
+worker's voice is played into the microphone feed with `paplay`. The emulator streams every
+reply three times faster than real time, so the last reply is fully sent when the worker talks
+over it: only the device's local barge-in can stop it.
+
+Every wait is counted in captured samples (the sound server's clock), never in wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from test_wake_e2e_rig import RATE, HandsFree, hands_free, write_wav
+
+from device.audio.barge_in import LocalBargeIn
+from device.audio.echo import EchoMode, EchoStage, SpeakerTap
+from device.audio.sink import PyAudioSink
+from device.audio.source import PyAudioSource
+from device.events import Interrupted, Speaking, WakeDetected
+from device.sim.pulse import MIC_FEED, PulseServer
+from device.sim.scenario import Scenario, TurnSpec
+from device.sim.speech import synthesize, synthesize_parts
+from device.wake.models import ModelSet
+
+REPLY = "Hey Jarvis here. Aisle twelve, bay three."
+USER = "next location please"
+BARGE_IN = "stop, wait, what about aisle fourteen"
+REPLIES = 20
+
+needs_pulse = pytest.mark.skipif(
+    shutil.which("pulseaudio") is None or shutil.which("paplay") is None,
+    reason="needs apt packages pulseaudio pulseaudio-utils libasound2-plugins",
+)
+
+
+@pytest.fixture
+def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseServer]:
+    # A fresh server per test: streams left by one test must not shape the next one's audio.
+    server = PulseServer(tmp_path_factory.mktemp("pulse-echo"), loopback_ms=20)
+    with server, server.as_default():
+        yield server
+
+
+def set_echo_gain(pulse: PulseServer, gain_db: float) -> None:
+    """Set the speaker-to-microphone loopback's volume (the room's acoustic coupling)."""
+    sinks = {
+        line.split("\t")[1]: line.split("\t")[0]
+        for line in pulse.pactl("list", "short", "sinks").splitlines()
+    }
+    feed = sinks[MIC_FEED]
+    inputs = [
+        line.split("\t")
+        for line in pulse.pactl("list", "short", "sink-inputs").splitlines()
+        if line.strip()
+    ]
+    loops = [cols[0] for cols in inputs if cols[1] == feed and "loopback" in cols[3]]
+    assert loops, f"no loopback into {MIC_FEED}: {inputs}"
+    for index in loops:
+        pulse.pactl("set-sink-input-volume", index, f"{gain_db:g}dB")
+
+
+class Clock:
+    """Captured samples: the sound server's clock, the only one the test waits on."""
+
+    def __init__(self, rig: HandsFree) -> None:
+        self.rig = rig
+
+    async def until(self, done: Callable[[], bool], *, seconds: float, what: str) -> None:
+        capture = self.rig.capture
+        limit = capture.samples + round(seconds * RATE)
+        while not done():
+            if capture.samples >= limit:
+                raise AssertionError(f"{what} did not happen within {seconds:g} s of audio")
+            # Nothing is published per captured chunk: look again a little later.
+            await asyncio.sleep(0.01)
+
+    async def wait(self, seconds: float) -> None:
+        limit = self.rig.capture.samples + round(seconds * RATE)
+        await self.until(
+            lambda: self.rig.capture.samples >= limit, seconds=seconds + 1, what="audio"
+        )
+
+
+def say(pulse: PulseServer, tmp_path: Path, name: str, pcm: bytes) -> None:
+    pulse.feed_mic(write_wav(tmp_path / f"{name}.wav", pcm))
+
+
+@pytest.mark.slow
+@needs_pulse
+@pytest.mark.parametrize("mode", ["aec", "half_duplex"])
+async def test_real_time_loopback_twenty_replies_then_a_voice_barge_in(
+    tmp_path: Path, model_set: ModelSet, pulse: PulseServer, mode: EchoMode
+) -> None:
+    turn = TurnSpec(user_transcript="Next location please.", reply_text=REPLY, audio_pace=3.0)
+    scenario = Scenario(name="pulse-echo", speed=1.0, loop=True, turns=[turn])
+    speaker = SpeakerTap(PyAudioSink("default"))
+    stage = EchoStage(mode, speaker)
+    set_echo_gain(pulse, 0.0)
+    async with hands_free(
+        tmp_path,
+        model_set,
+        scenario,
+        PyAudioSource("default"),
+        speaker=speaker,
+        processor=stage,
+        ignore_while_speaking=mode == "half_duplex",
+        preroll_s=4.0,
+        idle_timeout_s=600.0,  # a hang guard only
+    ) as rig:
+        assert stage.gate is not None
+        stage.gate.bus = rig.bus
+        local = LocalBargeIn(rig.bus, rig.appliance, manual_turns=False)
+        clock = Clock(rig)
+        record = rig.emulator.record
+        wake, _ = synthesize_parts(["hey jarvis", USER])
+        ask = synthesize(USER)
+
+        def ended() -> int:
+            return sum(1 for e in rig.of(Speaking) if not e.started)
+
+        await rig.start()
+        await clock.wait(1.5)
+        say(pulse, tmp_path, "wake", wake)
+        for reply in range(1, REPLIES + 1):
+            if reply == REPLIES // 2 + 1:
+                set_echo_gain(pulse, -10.0)
+            await clock.until(
+                lambda n=reply: (  # type: ignore[misc]
+                    len(record.finished_turns) >= n and ended() >= n and not speaker.playing
+                ),
+                seconds=20,
+                what=f"reply {reply}",
+            )
+            await clock.wait(0.5)
+            say(pulse, tmp_path, f"ask{reply}", ask)
+        await clock.until(
+            lambda: len(record.finished_turns) > REPLIES and speaker.playing,
+            seconds=20,
+            what="the last reply fully sent and playing",
+        )
+        said_at = rig.capture.samples
+        say(pulse, tmp_path, "barge", synthesize(BARGE_IN))
+        await clock.until(
+            lambda: bool(rig.of(Interrupted)), seconds=3, what="the worker's voice barge-in"
+        )
+        # The flush stops the output stream within one buffer.
+        await clock.until(lambda: not speaker.playing, seconds=0.1, what="a silent speaker")
+        stopped_ms = 1000 * (rig.capture.samples - said_at) / RATE
+        local.close()
+        conn = record.connections[0]
+        turns = len(conn.finished_turns)
+        cut = [i for i, t in enumerate(conn.turns) if t.interrupted]
+        markers = [m.kind for m in conn.markers]
+    stage.close()
+    print(
+        f"{mode}: turns {turns}, cut {cut}, markers {markers}, erle {stage.erle_db} dB, "
+        f"silent {stopped_ms:.0f} ms after the worker's audio was queued"
+    )
+    assert len(record.connections) == 1
+    assert turns == REPLIES + 1  # the echo never started a turn of its own
+    assert cut in ([], [REPLIES])  # no reply cut by the device's own voice
+    assert markers.count("barge_in") <= 1
+    # The service's voice detection started only for the worker (the request, 20 asks and
+    # perhaps the barge-in): what it got while the device spoke stayed below its threshold.
+    assert markers.count("speech_start") <= REPLIES + 2
+    assert len(rig.of(WakeDetected)) == 1  # no self-wake
+    assert [e.source for e in rig.of(Interrupted)] == ["voice"]
