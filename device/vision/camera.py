@@ -111,8 +111,9 @@ def _load(path: Path) -> Image.Image:
 
 
 def open_camera(settings: CameraSettings) -> CameraSource | None:
-    """The configured source, or None for a voice-only device."""
-    if settings.backend == "none" or not settings.enabled:
+    """The configured source, or None for a voice-only device. `enabled = false` stops
+    snapshots, not the camera: barcode scans still use it."""
+    if settings.backend == "none":
         return None
     if settings.backend == "directory":
         assert settings.directory is not None  # checked by CameraSettings

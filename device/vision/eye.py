@@ -49,7 +49,7 @@ class Eye:
         cam_settings = camera_settings(settings)
         self._camera = start_camera(cam_settings, bus)
         self.streamer = SnapshotStreamer.from_settings(cam_settings, self._camera, bus)
-        self.tools = VisionTools(self.streamer)
+        self.tools = VisionTools(self.streamer, snapshots=cam_settings.enabled)
         self._conversation = conversation
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe = [self.streamer.attach(bus), bus.subscribe(self._on_event)]

@@ -24,7 +24,7 @@ class SelftestReport:
 async def camera_selftest(settings: CameraSettings) -> SelftestReport:
     report = SelftestReport(ok=False)
     say = report.lines.append
-    if settings.backend == "none" or not settings.enabled:
+    if settings.backend == "none":
         say("camera: none configured (voice-only); set camera.backend to test one")
         report.ok = True
         return report

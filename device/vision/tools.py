@@ -8,11 +8,12 @@ answer the model can pass on ("read the code out to me instead"), not a crash.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from device.tools.results import OUTSIDE_TEXT, quote
-from device.vision.barcodes import CodeFormat, DecodedCode, decode_barcodes_async
+from device.vision.barcodes import CodeFormat, DecodedCode, ScanResult, Sighting, scan_async
 from device.vision.camera import CameraError
 from device.vision.snapshots import SnapshotStreamer
 
@@ -79,17 +80,32 @@ def _result(
 class VisionTools:
     """Bound handlers for the tool dispatcher: `handlers()` maps each declared name to one."""
 
-    def __init__(self, streamer: SnapshotStreamer, *, attempts: int = 3) -> None:
+    def __init__(
+        self,
+        streamer: SnapshotStreamer,
+        *,
+        attempts: int = 3,
+        exists: Callable[[DecodedCode], Awaitable[bool]] | None = None,
+        snapshots: bool = True,
+    ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         self._streamer = streamer
         self._attempts = attempts
+        # Looks a code up (does this bin or SKU exist?): lets a read without a check count.
+        self._exists = exists
+        # camera.enabled = false: no pictures go to the model, so `look` is not offered.
+        self._snapshots = snapshots
 
     def declarations(self) -> list[dict[str, Any]]:
-        return [dict(d) for d in DECLARATIONS]
+        offered = DECLARATIONS if self._snapshots else [SCAN_BARCODE]
+        return [dict(d) for d in offered]
 
     def handlers(self) -> dict[str, Handler]:
-        return {"scan_barcode": self.scan_barcode, "look": self.look}
+        handlers: dict[str, Handler] = {"scan_barcode": self.scan_barcode}
+        if self._snapshots:
+            handlers["look"] = self.look
+        return handlers
 
     async def scan_barcode(self, args: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -113,17 +129,37 @@ class VisionTools:
     async def _scan(self, formats: list[CodeFormat]) -> dict[str, Any]:
         if not self._streamer.has_camera:
             return _result("unavailable", NO_CAMERA_SPEAKABLE, detail="no camera configured")
-        codes: list[DecodedCode] = []
+        last = ScanResult()
+        seen: list[Sighting] = []
         # A few stills: a hand-held label is often blurred in one and sharp in the next.
         for _ in range(self._attempts):
             try:
                 image = await self._streamer.still()
             except CameraError as exc:
                 return _result("unavailable", NO_CAMERA_SPEAKABLE, detail=str(exc))
-            codes = await decode_barcodes_async(image, formats)
-            if codes:
+            last = await scan_async(image, formats)
+            if self._exists is not None and last.unconfirmed:
+                # No check and no second view, but the inventory knows this bin or SKU.
+                last.codes.extend([c for c in last.unconfirmed if await self._exists(c)])
+                last.codes.sort(key=lambda c: (c.x, c.y))
+            if last.codes:
                 break
-        if not codes:
+            seen.extend(last.seen)
+            seen.extend(Sighting(c.format, c.x, c.y, 0, "unconfirmed") for c in last.unconfirmed)
+        if not last.codes and seen:
+            advice = _advice(seen, last)
+            return _result(
+                "unreadable",
+                f"I can see a {seen[0].format.label} but can't read it. {advice}",
+                retryable=True,
+                codes=[],
+                seen=[
+                    {"format": s.format.value, "where": _where(s.x, s.y, last)}
+                    for s in _distinct(seen)
+                ],
+                advice=advice,
+            )
+        if not last.codes:
             return _result(
                 "not_found",
                 "I can't see a barcode. Hold the label flat, a hand's width from the camera, "
@@ -131,19 +167,25 @@ class VisionTools:
                 retryable=True,
                 codes=[],
             )
+        codes = last.codes
         found = [
             {
                 "text": c.text,
                 "format": c.format.value,
+                "kind": c.kind,
+                **({"gs1": c.gs1} if c.gs1 else {}),
+                **({"where": _where(c.x, c.y, last)} if len(codes) > 1 else {}),
                 **({"truncated": True} if c.truncated else {}),
             }
             for c in codes
         ]
         # A label's text is outside data: quoted and bounded, never an instruction.
         if len(codes) == 1:
-            speakable = f"{codes[0].format.label}: {quote(codes[0].text)}."
+            speakable = f"{_describe(codes[0])}: {quote(_say(codes[0]))}."
         else:
-            listed = "; ".join(f"{c.format.label} {quote(c.text)}" for c in codes)
+            listed = "; ".join(
+                f"{_where(c.x, c.y, last)}, {_describe(c)} {quote(_say(c))}" for c in codes
+            )
             speakable = f"I read {len(codes)} codes: {listed}."
         return _result("ok", speakable, codes=found, detail=OUTSIDE_TEXT)
 
@@ -155,6 +197,8 @@ class VisionTools:
                 retryable=True,
                 detail=f"look takes no arguments, got {sorted(args)}",
             )
+        if not self._streamer.has_camera:
+            return _result("unavailable", NO_CAMERA_SPEAKABLE, detail="no camera configured")
         try:
             frame = await self._streamer.look()
         except Exception as exc:
@@ -183,7 +227,64 @@ class VisionTools:
                 retryable=True,
                 detail=frame.detail,
             )
+        if frame.status == "no_session":
+            return _result(
+                "no_session",
+                "There's no conversation open to show a picture to.",
+                detail=frame.detail,
+            )
         return _result("unavailable", "The camera isn't working right now.", detail=frame.detail)
+
+
+_KINDS = {
+    "location": "bin label",
+    "gtin": "product code",
+    "gs1": "GS1 label",
+}
+
+
+def _describe(code: DecodedCode) -> str:
+    kind = _KINDS.get(code.kind)
+    return f"{code.format.label} {kind}" if kind else code.format.label
+
+
+def _say(code: DecodedCode) -> str:
+    """The text as a person reads it: the GS1 printed form, escapes read as spaces."""
+    if code.gs1:
+        return code.gs1
+    spoken = code.text.replace("\\n", " ").replace("\\t", " ").replace("\\r", " ")
+    return " ".join(re.sub(r"\\x[0-9a-f]{2}", " ", spoken).split())
+
+
+def _where(x: int, y: int, frame: ScanResult) -> str:
+    """Where in the picture, in words a worker holding several labels can follow."""
+    width, height = max(1, frame.width), max(1, frame.height)
+    column = ("on the left", "in the middle", "on the right")[min(2, 3 * x // width)]
+    row = ("at the top", "", "at the bottom")[min(2, 3 * y // height)]
+    if column == "in the middle" and row:
+        return row
+    return f"{column} {row}".strip()
+
+
+def _distinct(seen: list[Sighting]) -> list[Sighting]:
+    kept: list[Sighting] = []
+    for s in seen:
+        if not any(k.format is s.format and abs(k.x - s.x) + abs(k.y - s.y) < 60 for k in kept):
+            kept.append(s)
+    return kept
+
+
+# Below this mean brightness (0-255) a frame is too dark to read small bars.
+DARK = 60
+
+
+def _advice(seen: list[Sighting], frame: ScanResult) -> str:
+    if frame.brightness < DARK:
+        return "It's too dark: give it more light, or tilt it towards the light."
+    sizes = [s.size for s in seen if s.size]
+    if sizes and max(sizes) < frame.width / 5:
+        return "Bring it closer to the camera."
+    return "Hold it flat and steady, square to the camera."
 
 
 def _parse_formats(args: dict[str, Any]) -> list[CodeFormat]:

@@ -57,7 +57,7 @@ async def test_each_label_decodes_to_its_exact_value(
     tools, sent = tools_for(tmp_path / "cam")
     result = await tools.scan_barcode({})
     assert result["status"] == "ok", result
-    assert result["codes"] == [{"text": text, "format": fmt.value}]
+    assert [(c["text"], c["format"]) for c in result["codes"]] == [(text, fmt.value)]
     assert text in result["speakable"]
     assert result["retryable"] is False and result["valid_options"] == []
     assert sent == []  # the still is decoded on the device, not sent to the model
@@ -86,7 +86,10 @@ async def test_several_labels_are_listed_left_to_right(tmp_path: Path) -> None:
     tools, _ = tools_for(tmp_path / "cam")
     result = await tools.scan_barcode({})
     assert [c["text"] for c in result["codes"]] == ["A-12-03", "4006381333931"]
-    assert result["speakable"] == 'I read 2 codes: Code 128 "A-12-03"; EAN-13 "4006381333931".'
+    assert result["speakable"] == (
+        'I read 2 codes: on the left at the top, Code 128 bin label "A-12-03"; '
+        'on the right, EAN-13 product code "4006381333931".'
+    )
 
 
 async def test_formats_limit_what_counts(tmp_path: Path) -> None:
@@ -95,7 +98,7 @@ async def test_formats_limit_what_counts(tmp_path: Path) -> None:
     tools, _ = tools_for(tmp_path / "cam")
     assert (await tools.scan_barcode({"formats": ["ean13", "code128"]}))["status"] == "not_found"
     only_qr = await tools.scan_barcode({"formats": ["qr_code"]})
-    assert only_qr["codes"] == [{"text": "SKU-9", "format": "qr_code"}]
+    assert [(c["text"], c["format"]) for c in only_qr["codes"]] == [("SKU-9", "qr_code")]
 
 
 async def test_no_label_in_view_asks_to_try_again(tmp_path: Path) -> None:

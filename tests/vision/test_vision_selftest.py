@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
 import zxingcpp
 from vision_frames import frame, label, save
 
+from device.cli import main
 from device.vision.camera import CameraSettings
 from device.vision.selftest import camera_selftest
 
@@ -30,3 +33,23 @@ async def test_selftest_fails_with_the_reason(tmp_path: Path) -> None:
         f"camera: FAILED: camera directory {tmp_path / 'none'} does not exist; create it with "
         "images in it, or set camera.backend = 'none'"
     ]
+
+
+async def test_selftest_camera_needs_no_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A fresh Pi with a camera and nothing else yet: no Gemini key, no inventory token.
+    for var in ("GEMINI_API_KEY", "WAREHOUSE_VOICE_INVENTORY_TOKEN", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(var, raising=False)
+    still = frame(
+        [(label("A-12-03", zxingcpp.BarcodeFormat.Code128, 4), 0.0, (300, 200))], blur=1.0, seed=2
+    )
+    save(still, tmp_path / "cam")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[camera]\nbackend = "directory"\ndirectory = "{tmp_path / "cam"}"\nenabled = false\n'
+    )
+    code = await asyncio.to_thread(main, ["selftest", "--camera", "--config", str(config)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "barcode: Code 128 A-12-03" in out
