@@ -52,6 +52,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")
+    serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    serve.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
 
     conformance = sub.add_parser(
         "conformance",
@@ -97,6 +99,11 @@ def _serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         print(f"inventory: --port {args.port} is out of range; use 1-65535", file=sys.stderr)
         return 64
+    tls_problem = _check_tls(args.tls_cert, args.tls_key)
+    if tls_problem is not None:
+        code, message = tls_problem
+        print(f"inventory: {message}", file=sys.stderr)
+        return code
     if args.idempotency_lease_s <= 0:
         print("inventory: --idempotency-lease-s must be above 0 seconds", file=sys.stderr)
         return 64
@@ -136,9 +143,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"inventory: {exc}", file=sys.stderr)
         return 69
     host, port = sock.getsockname()[:2]
-    print(f"inventory API on http://{host}:{port}{API_PREFIX}", flush=True)
+    scheme = "https" if args.tls_cert else "http"
+    print(f"inventory API on {scheme}://{host}:{port}{API_PREFIX}", flush=True)
     app = create_app(db, own_db=True, lease_s=args.idempotency_lease_s)
-    server = uvicorn.Server(uvicorn_config(app, log_level="info"))
+    config = uvicorn_config(app, log_level="info")
+    if args.tls_cert:
+        config.ssl_certfile, config.ssl_keyfile = str(args.tls_cert), str(args.tls_key)
+    server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
     finally:
@@ -173,6 +184,27 @@ def _token(args: argparse.Namespace) -> int:
     print(token)
     print(f"minted a token for {args.device_id}; an earlier one no longer works", file=sys.stderr)
     return 0
+
+
+def _check_tls(cert: Path | None, key: Path | None) -> tuple[int, str] | None:
+    """(exit code, message) if the TLS options cannot work; checked before anything starts."""
+    import ssl
+
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        return 64, "--tls-cert and --tls-key go together: pass both, or neither for plain HTTP"
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not path.is_file():
+            return 66, f"{option} {path}: no such file"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        return 66, (
+            f"--tls-cert {cert} and --tls-key {key} are not a PEM certificate and its key: {exc}"
+        )
+    return None
 
 
 def _tokens(args: argparse.Namespace) -> int:
