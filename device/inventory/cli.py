@@ -52,6 +52,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")
+    serve.add_argument(
+        "--check-digit-attempts",
+        type=int,
+        default=3,
+        help="wrong check digits in a row before a device is locked out of a bin (3)",
+    )
+    serve.add_argument(
+        "--check-digit-lockout-s", type=float, default=120.0, help="how long that lasts (120)"
+    )
     serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
     serve.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
 
@@ -104,6 +113,10 @@ def _serve(args: argparse.Namespace) -> int:
         code, message = tls_problem
         print(f"inventory: {message}", file=sys.stderr)
         return code
+    if args.check_digit_attempts < 1 or args.check_digit_lockout_s <= 0:
+        print("inventory: --check-digit-attempts must be 1 or more and --check-digit-lockout-s "
+              "above 0", file=sys.stderr)  # fmt: skip
+        return 64
     if args.idempotency_lease_s <= 0:
         print("inventory: --idempotency-lease-s must be above 0 seconds", file=sys.stderr)
         return 64
@@ -145,7 +158,10 @@ def _serve(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     scheme = "https" if args.tls_cert else "http"
     print(f"inventory API on {scheme}://{host}:{port}{API_PREFIX}", flush=True)
-    app = create_app(db, own_db=True, lease_s=args.idempotency_lease_s)
+    from device.inventory.lockout import LockoutPolicy
+
+    policy = LockoutPolicy(args.check_digit_attempts, args.check_digit_lockout_s)
+    app = create_app(db, own_db=True, lease_s=args.idempotency_lease_s, lockout_policy=policy)
     config = uvicorn_config(app, log_level="info")
     if args.tls_cert:
         config.ssl_certfile, config.ssl_keyfile = str(args.tls_cert), str(args.tls_key)

@@ -85,3 +85,15 @@ def test_the_unit_admits_only_the_addresses_the_setting_allows() -> None:
     )
     allowed = [line for line in rendered.splitlines() if line.startswith("IPAddress")]
     assert allowed == ["IPAddressDeny=any", "IPAddressAllow=localhost 10.20.0.0/16"]
+
+
+def test_serve_options_out_of_range_are_explained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "inv.db")
+    assert main(["serve", "--db", db, "--check-digit-attempts", "0"]) == 64
+    assert "--check-digit-attempts" in capsys.readouterr().err
+    assert main(["serve", "--db", db, "--idempotency-lease-s", "0"]) == 64
+    assert "--idempotency-lease-s" in capsys.readouterr().err
+    assert main(["serve", "--db", "postgresql://x@127.0.0.1:1/db", "--seed", "demo"]) == 64
+    assert "--token-file" in capsys.readouterr().err
