@@ -72,6 +72,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     conformance.add_argument("url", help="the API root, e.g. http://host:8080/api/v1")
     conformance.add_argument("--token", required=True, help="a device bearer token")
     conformance.add_argument(
+        "--ca-file", type=Path, help="trust this CA for an https:// server (PEM)"
+    )
+    conformance.add_argument(
         "--examples", type=int, default=10, help="schemathesis examples per operation (10)"
     )
 
@@ -162,10 +165,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     policy = LockoutPolicy(args.check_digit_attempts, args.check_digit_lockout_s)
     app = create_app(db, own_db=True, lease_s=args.idempotency_lease_s, lockout_policy=policy)
-    config = uvicorn_config(app, log_level="info")
-    if args.tls_cert:
-        config.ssl_certfile, config.ssl_keyfile = str(args.tls_cert), str(args.tls_key)
-    server = uvicorn.Server(config)
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    server = uvicorn.Server(uvicorn_config(app, log_level="info", tls=tls))
     try:
         server.run(sockets=[sock])
     finally:
@@ -256,7 +257,10 @@ def _conformance(args: argparse.Namespace) -> int:
     if args.examples < 1:
         print("inventory: --examples must be 1 or more", file=sys.stderr)
         return 64
-    results = run_conformance(args.url, args.token, examples=args.examples)
+    if args.ca_file is not None and not args.ca_file.is_file():
+        print(f"inventory: --ca-file {args.ca_file}: no such file", file=sys.stderr)
+        return 66
+    results = run_conformance(args.url, args.token, examples=args.examples, ca_file=args.ca_file)
     print(report(results), flush=True)
     return 0 if all(r.passed for r in results) else 1
 
