@@ -52,6 +52,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")
+    serve.add_argument(
+        "--check-digit-attempts",
+        type=int,
+        default=3,
+        help="wrong check digits in a row before a device is locked out of a bin (3)",
+    )
+    serve.add_argument(
+        "--check-digit-lockout-s", type=float, default=120.0, help="how long that lasts (120)"
+    )
+    serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    serve.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
 
     conformance = sub.add_parser(
         "conformance",
@@ -60,6 +71,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     conformance.add_argument("url", help="the API root, e.g. http://host:8080/api/v1")
     conformance.add_argument("--token", required=True, help="a device bearer token")
+    conformance.add_argument(
+        "--ca-file", type=Path, help="trust this CA for an https:// server (PEM)"
+    )
     conformance.add_argument(
         "--examples", type=int, default=10, help="schemathesis examples per operation (10)"
     )
@@ -96,6 +110,15 @@ def _serve(args: argparse.Namespace) -> int:
     postgres = is_postgres_url(target)
     if not 0 <= args.port <= 65535:
         print(f"inventory: --port {args.port} is out of range; use 1-65535", file=sys.stderr)
+        return 64
+    tls_problem = _check_tls(args.tls_cert, args.tls_key)
+    if tls_problem is not None:
+        code, message = tls_problem
+        print(f"inventory: {message}", file=sys.stderr)
+        return code
+    if args.check_digit_attempts < 1 or args.check_digit_lockout_s <= 0:
+        print("inventory: --check-digit-attempts must be 1 or more and --check-digit-lockout-s "
+              "above 0", file=sys.stderr)  # fmt: skip
         return 64
     if args.idempotency_lease_s <= 0:
         print("inventory: --idempotency-lease-s must be above 0 seconds", file=sys.stderr)
@@ -136,9 +159,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"inventory: {exc}", file=sys.stderr)
         return 69
     host, port = sock.getsockname()[:2]
-    print(f"inventory API on http://{host}:{port}{API_PREFIX}", flush=True)
-    app = create_app(db, own_db=True, lease_s=args.idempotency_lease_s)
-    server = uvicorn.Server(uvicorn_config(app, log_level="info"))
+    scheme = "https" if args.tls_cert else "http"
+    print(f"inventory API on {scheme}://{host}:{port}{API_PREFIX}", flush=True)
+    from device.inventory.lockout import LockoutPolicy
+
+    policy = LockoutPolicy(args.check_digit_attempts, args.check_digit_lockout_s)
+    app = create_app(db, own_db=True, lease_s=args.idempotency_lease_s, lockout_policy=policy)
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    server = uvicorn.Server(uvicorn_config(app, log_level="info", tls=tls))
     try:
         server.run(sockets=[sock])
     finally:
@@ -175,6 +203,27 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_tls(cert: Path | None, key: Path | None) -> tuple[int, str] | None:
+    """(exit code, message) if the TLS options cannot work; checked before anything starts."""
+    import ssl
+
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        return 64, "--tls-cert and --tls-key go together: pass both, or neither for plain HTTP"
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not path.is_file():
+            return 66, f"{option} {path}: no such file"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        return 66, (
+            f"--tls-cert {cert} and --tls-key {key} are not a PEM certificate and its key: {exc}"
+        )
+    return None
+
+
 def _tokens(args: argparse.Namespace) -> int:
     from device.inventory.db import database_errors, open_database
     from device.inventory.tokens import list_devices, revoke_token
@@ -208,7 +257,10 @@ def _conformance(args: argparse.Namespace) -> int:
     if args.examples < 1:
         print("inventory: --examples must be 1 or more", file=sys.stderr)
         return 64
-    results = run_conformance(args.url, args.token, examples=args.examples)
+    if args.ca_file is not None and not args.ca_file.is_file():
+        print(f"inventory: --ca-file {args.ca_file}: no such file", file=sys.stderr)
+        return 66
+    results = run_conformance(args.url, args.token, examples=args.examples, ca_file=args.ca_file)
     print(report(results), flush=True)
     return 0 if all(r.passed for r in results) else 1
 

@@ -15,9 +15,11 @@ bridge (it writes: it moves and counts stock). Each check prints PASS or FAIL wi
 from __future__ import annotations
 
 import asyncio
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -186,10 +188,15 @@ class Kit:
         return 'quantity "1", true and 1.0 were refused with 422'
 
 
-async def _run_http_checks(base_url: str, token: str, only: set[str] | None) -> list[CheckResult]:
+async def _run_http_checks(
+    base_url: str, token: str, only: set[str] | None, verify: ssl.SSLContext | bool
+) -> list[CheckResult]:
     results: list[CheckResult] = []
     async with httpx.AsyncClient(
-        base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30.0,
+        verify=verify,
     ) as client:
         kit = Kit(client)
         checks: dict[str, Callable[[], Awaitable[str]]] = {
@@ -214,15 +221,26 @@ CHECK_NAMES = ("openapi", "problem+json", "concurrency", "idempotency", "stale c
 
 
 def run_conformance(
-    base_url: str, token: str, *, examples: int = 10, only: set[str] | None = None
+    base_url: str,
+    token: str,
+    *,
+    examples: int = 10,
+    only: set[str] | None = None,
+    ca_file: Path | None = None,
 ) -> list[CheckResult]:
-    """Every check against the server at `base_url` (the API root, e.g. .../api/v1)."""
+    """Every check against the server at `base_url` (the API root, e.g. .../api/v1).
+
+    `ca_file` is the CA to trust for an https:// server with a site certificate.
+    """
     from device.inventory.conformance_openapi import openapi_check
 
+    verify: ssl.SSLContext | bool = True
+    if ca_file is not None:
+        verify = ssl.create_default_context(cafile=str(ca_file))
     results: list[CheckResult] = []
     if only is None or "openapi" in only:
-        results.append(openapi_check(base_url, token, examples=examples))
-    results += asyncio.run(_run_http_checks(base_url.rstrip("/"), token, only))
+        results.append(openapi_check(base_url, token, examples=examples, ca_file=ca_file))
+    results += asyncio.run(_run_http_checks(base_url.rstrip("/"), token, only, verify))
     return results
 
 

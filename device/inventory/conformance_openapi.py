@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 from device.inventory.conformance import CheckResult
@@ -52,7 +53,9 @@ def _root(base_url: str) -> str:
     return re.sub(r"/api/v\d+/?$", "", base_url.rstrip("/"))
 
 
-def openapi_check(base_url: str, token: str, *, examples: int = 10) -> CheckResult:
+def openapi_check(
+    base_url: str, token: str, *, examples: int = 10, ca_file: Path | None = None
+) -> CheckResult:
     import schemathesis
     from hypothesis import HealthCheck, given, settings
     from hypothesis.errors import Unsatisfiable
@@ -60,8 +63,9 @@ def openapi_check(base_url: str, token: str, *, examples: int = 10) -> CheckResu
     from schemathesis.generation.modes import GenerationMode
 
     root = _root(base_url)
+    verify: str | bool = str(ca_file) if ca_file is not None else True
     try:
-        schema = schemathesis.openapi.from_url(f"{root}/openapi.json", timeout=10)
+        schema = schemathesis.openapi.from_url(f"{root}/openapi.json", timeout=10, verify=verify)
     except Exception as exc:  # any load failure is this check's failure
         return CheckResult("openapi", False, f"cannot load {root}/openapi.json: {exc}")
     checks = all_checks()
@@ -85,7 +89,9 @@ def openapi_check(base_url: str, token: str, *, examples: int = 10) -> CheckResu
             )
             def run(case: Any) -> None:
                 auth = prepare_case(case, token)
-                case.call_and_validate(base_url=root, headers=auth, checks=checks, timeout=10)
+                case.call_and_validate(
+                    base_url=root, headers=auth, checks=checks, timeout=10, verify=verify
+                )
 
             try:
                 run()

@@ -20,8 +20,9 @@ from device.inventory.problems import ProblemError
 
 @dataclass(frozen=True)
 class LockoutPolicy:
+    # The device's own limit (device/tools/handlers.py) is the same, so both lock together.
     attempts: int = 3
-    lockout_s: float = 300.0
+    lockout_s: float = 120.0
 
 
 DEFAULT_POLICY = LockoutPolicy()

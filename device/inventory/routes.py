@@ -170,7 +170,7 @@ async def get_stock(
     location: Annotated[str | None, Query(pattern=LOCATION_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Response:
-    rows = _db(request).read(
+    rows = _db(request).read_one(  # one statement
         lambda c: queries.stock_entries(c, sku=sku, location=location, limit=limit)
     )
     return _json(StockList(stock=rows))
@@ -284,8 +284,13 @@ async def confirm_pick(
 ) -> Response:
     db = _db(request)
     policy: lockout.LockoutPolicy = request.app.state.lockout
-    where = db.read(lambda c: queries.pick_task(c, task_id).location)
-    db.read(lambda c: lockout.check(c, device, where))
+
+    def locked_out(conn: Conn) -> str:
+        location = queries.pick_task(conn, task_id).location
+        lockout.check(conn, device, location)
+        return location
+
+    where = db.read(locked_out)
     try:
         response = await run_write(
             request,
@@ -337,7 +342,7 @@ async def get_audit(
     action: Annotated[str | None, Query(pattern=r"^(move|count|damage|pick|handoff)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Response:
-    entries = _db(request).read(
+    entries = _db(request).read_one(  # one statement
         lambda c: queries.audit(c, sku=sku, location=location, action=action, limit=limit)
     )
     return _json(AuditList(entries=entries))

@@ -80,9 +80,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(app: object, *, log_level: str = "warning") -> uvicorn.Config:
+def uvicorn_config(
+    app: object, *, log_level: str = "warning", tls: tuple[Path, Path] | None = None
+) -> uvicorn.Config:
+    """`tls` is (certificate, key), PEM files: the server then speaks HTTPS only."""
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
         log_level=log_level,
         access_log=False,
         # The reference server is for one site's devices on a LAN: keep-alive saves a TCP and
@@ -108,7 +113,9 @@ class InventoryServer:
         seed_number: int = DEFAULT_SEED_NUMBER,
         host: str = "127.0.0.1",
         port: int = 0,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
+        self._tls = tls
         self._target = str(db)
         self._seed = seed
         self._seed_number = seed_number
@@ -125,7 +132,7 @@ class InventoryServer:
         try:
             self._sock = bind_socket(self._host, self._port)
             port = self._sock.getsockname()[1]
-            server = uvicorn.Server(uvicorn_config(create_app(db, own_db=True)))
+            server = uvicorn.Server(uvicorn_config(create_app(db, own_db=True), tls=self._tls))
             self._server = server
             failure: list[BaseException] = []
             sock = self._sock
@@ -148,7 +155,9 @@ class InventoryServer:
             raise
         url_host = f"[{self._host}]" if ":" in self._host else self._host
         return RunningInventory(
-            base_url=f"http://{url_host}:{port}{API_PREFIX}", db=self._target, seed=report
+            base_url=f"{'https' if self._tls else 'http'}://{url_host}:{port}{API_PREFIX}",
+            db=self._target,
+            seed=report,
         )
 
     def stop(self) -> None:

@@ -80,4 +80,4 @@ def device_for_token(db: Database, token: str) -> str | None:
     """The device a bearer token belongs to; looked up on every request, so a new or revoked
     token takes effect at once."""
     digest = hash_token(token)
-    return db.read(lambda conn: device_for_hash(conn, digest))
+    return db.read_one(lambda conn: device_for_hash(conn, digest))

@@ -68,3 +68,29 @@ def test_a_server_that_oversells_fails_the_concurrency_check(
     assert code == 1
     assert "FAIL  concurrency: " in out, out
     assert "failed: " in out and "concurrency" in out.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_the_kit_checks_an_https_server_with_the_sites_ca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from device.sim.tls import ensure_certificates
+
+    certs = ensure_certificates(tmp_path / "tls")
+    server = InventoryServer(
+        tmp_path / "inv.db", seed="demo", tls=(certs.cert_file, certs.key_file)
+    )
+    running = server.start()
+    try:
+        assert running.base_url.startswith("https://")
+        untrusted = main(["conformance", running.base_url, "--token", running.token,
+                          "--examples", "1"])  # fmt: skip
+        assert untrusted == 1
+        assert "FAIL  problem+json: ConnectError" in capsys.readouterr().out
+        code = main(["conformance", running.base_url, "--token", running.token,
+                     "--examples", "1", "--ca-file", str(certs.ca_file)])  # fmt: skip
+    finally:
+        server.stop()
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "6 of 6 checks passed" in out
