@@ -83,7 +83,7 @@ class WriteQueue:
         retry_min_s: float = 1.0,
         retry_max_s: float = 30.0,
     ) -> None:
-        if not 0 < retry_min_s <= max(retry_min_s, retry_max_s):
+        if retry_min_s <= 0:
             raise ValueError(f"retry_min_s must be positive, got {retry_min_s}")
         self.path = path
         self._store = WriteStore(path)
@@ -252,9 +252,21 @@ class QueueingInventoryClient(InventoryClient):
     have it read back and confirm it; the API checks it for real when it is delivered.
     """
 
-    def __init__(self, base_url: str, token: str, *, queue: WriteQueue, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        queue: WriteQueue,
+        direct_timeout_s: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """`direct_timeout_s`: how long a commit may try the API itself before the write is
+        saved instead; keep it under the tool's time limit, so a hanging API still ends in a
+        saved write rather than a timed-out tool call."""
         super().__init__(base_url, token, **kwargs)
         self.queue = queue
+        self._direct_timeout_s = direct_timeout_s
         queue.attach(self._send_saved)
 
     async def _send_saved(
@@ -266,11 +278,17 @@ class QueueingInventoryClient(InventoryClient):
         self, write: WriteRequest, context: CallContext | None = None
     ) -> dict[str, Any]:
         try:
-            return await super().preview(write, context)
+            async with asyncio.timeout(self._direct_timeout_s):
+                return await super().preview(write, context)
+        except TimeoutError:
+            if write.path != "/moves":
+                raise InventoryUnavailable(
+                    f"POST {write.path} dry run: no answer in {self._direct_timeout_s:g} s"
+                ) from None
         except InventoryError as err:
             if write.path != "/moves" or not unreachable(err):
                 raise
-            return {"dry_run": True, "offline": True, "sku": write.body.get("sku")}
+        return {"dry_run": True, "offline": True, "sku": write.body.get("sku")}
 
     async def commit(
         self, write: WriteRequest, *, idempotency_key: str, context: CallContext | None = None
@@ -281,7 +299,11 @@ class QueueingInventoryClient(InventoryClient):
         if self.queue.depth:
             return await self.queue.save(write, idempotency_key, context)
         try:
-            return await super().commit(write, idempotency_key=idempotency_key, context=context)
+            async with asyncio.timeout(self._direct_timeout_s):
+                return await super().commit(write, idempotency_key=idempotency_key, context=context)
+        except TimeoutError:
+            # It may have been applied: the saved copy's key makes the resend a replay.
+            return await self.queue.save(write, idempotency_key, context)
         except InventoryError as err:
             if not unreachable(err):
                 raise

@@ -269,6 +269,32 @@ async def test_a_server_error_queues_the_write_and_a_refusal_is_not_queued(
             await client.aclose()
 
 
+async def test_an_api_that_hangs_gets_the_write_saved_before_the_tool_call_times_out(
+    bus: EventBus, tmp_path: Path
+) -> None:
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await asyncio.Event().wait()  # accepts the request, never answers
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    queue = WriteQueue(tmp_path / "q.db", bus=bus, retry_min_s=60.0)
+    client = QueueingInventoryClient(
+        f"http://127.0.0.1:{port}/api/v1", "t", queue=queue, direct_timeout_s=0.5,
+        timeout_s=30.0,
+    )  # fmt: skip
+    worker = Worker(ToolDispatcher(bus=bus, client=client, enabled=WAREHOUSE_TOOLS), bus)
+    try:
+        # The tool's limit is 5 s; the client gives up on the API after 0.5 s and saves.
+        proposed, done = await worker.move_and_confirm(4)
+        assert proposed["status"] == "needs_confirmation"
+        assert (done["code"], queue.summary()["depth"]) == ("QUEUED", 1)
+    finally:
+        server.close()
+        await queue.aclose()
+        await client.aclose()
+
+
 async def test_the_metrics_show_the_queue(bus: EventBus) -> None:
     collector = MetricsCollector(bus, device_id="q-01")
     try:
