@@ -18,12 +18,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from device.events import EventBus, WriteQueueChanged
+from device.events import ErrorRaised, EventBus, WriteQueueChanged
 from device.tools import results
 from device.tools.inventory_client import (
     CallContext,
@@ -86,17 +87,31 @@ class WriteQueue:
         if retry_min_s <= 0:
             raise ValueError(f"retry_min_s must be positive, got {retry_min_s}")
         self.path = path
-        self._store = WriteStore(path)
         self._bus = bus
+        self._last_error: str | None = None
+        self._store = self._open(path)
         self._retry_min_s = retry_min_s
         self._retry_max_s = max(retry_min_s, retry_max_s)
         self._send: Sender | None = None
         self._depth, self._oldest = self._store.tally()
         self._delivered = 0
         self._rejected = 0
-        self._last_error: str | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def _open(self, path: Path) -> WriteStore:
+        try:
+            return WriteStore(path)
+        except sqlite3.DatabaseError as exc:
+            # Keep the damaged file for a person to recover from; never crash-loop over it.
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            for suffix in ("", "-wal", "-shm"):
+                src = path.with_name(path.name + suffix)
+                if src.exists():
+                    src.replace(aside.with_name(aside.name + suffix))
+            self._last_error = f"{path} was unreadable ({exc}); moved to {aside}"
+            log.error("write queue: %s", self._last_error)
+            return WriteStore(path)
 
     def attach(self, send: Sender) -> None:
         """How saved writes go out: the inventory client's own commit, without the queue."""
@@ -108,6 +123,8 @@ class WriteQueue:
 
     async def start(self) -> None:
         """Deliver what an earlier run left, and whatever is saved from now on."""
+        if self._last_error is not None:
+            self._bus.publish(ErrorRaised(where="tools.write_queue", message=self._last_error))
         self._publish("loaded")
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="write-queue")
