@@ -62,16 +62,8 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
 
 def _print_status(answer: dict[str, object]) -> None:
-    keys = (
-        "state",
-        "uptime_s",
-        "session",
-        "last_session",
-        "last_error",
-        "counters",
-        "metrics",
-        "write_queue",
-    )
+    keys = ("state", "uptime_s", "session", "last_session", "last_error", "counters", "metrics")
+    keys += ("write_queue",)
     for key in keys:
         print(f"{key:>13}: {json.dumps(answer.get(key))}")
 
