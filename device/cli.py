@@ -63,8 +63,7 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
 def _print_status(answer: dict[str, object]) -> None:
     keys = ("state", "uptime_s", "session", "last_session", "last_error", "counters", "metrics")
-    keys += ("write_queue",)
-    for key in keys:
+    for key in (*keys, "write_queue"):
         print(f"{key:>13}: {json.dumps(answer.get(key))}")
 
 
