@@ -87,7 +87,11 @@ def build_tools(
 ) -> ToolSet:
     tools = settings.tools
     client = QueueingInventoryClient(
-        tools.inventory_url, resolved.inventory_token or "", queue=queue, timeout_s=tools.timeout_s
+        tools.inventory_url,
+        resolved.inventory_token or "",
+        queue=queue,
+        timeout_s=tools.timeout_s,
+        direct_timeout_s=tools.timeout_s / 2,
     )
     dispatcher = ToolDispatcher(
         bus=bus,

@@ -42,10 +42,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def write_fleet(
-    out: Path, fleet: list[FleetDevice], latency_target_s: float = prom.DEFAULT_LATENCY_TARGET_S
+    out: Path,
+    fleet: list[FleetDevice],
+    latency_target_s: float = prom.DEFAULT_LATENCY_TARGET_S,
+    scrape_interval_s: int = 15,
 ) -> list[Path]:
     files: dict[str, Any] = {
-        "prometheus.yml": prom.scrape_config(),
+        "prometheus.yml": prom.scrape_config(scrape_interval_s=scrape_interval_s),
         prom.RULES_FILE: prom.rules(latency_target_s),
         prom.TARGETS_FILE: prom.file_sd(fleet),
         DASHBOARD_FILE: dashboard(),

@@ -4,6 +4,7 @@ vars, group_vars and host_vars alike), and where each one serves its metrics."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,13 +38,20 @@ def ansible_inventory(path: Path, vault_password_file: Path | None = None) -> di
     argv = [exe, "-i", str(path), "--list"]
     if vault_password_file is not None:
         argv += ["--vault-password-file", str(vault_password_file)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    # Without these, a source it cannot parse is only a warning and the fleet comes out empty.
+    env = {**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1",
+           "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "1"}  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, env=env)
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise FleetError(
-            f"ansible-inventory could not read {path}: {last} "
-            "(an encrypted vault in group_vars needs --vault-password-file)"
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        said = next((x for x in lines if x.startswith("[WARNING]: Failed to parse")), None)
+        said = said or next((x for x in lines if "ERROR" in x), lines[-1] if lines else "")
+        hint = (
+            " (a vault in group_vars needs --vault-password-file)"
+            if "vault" in said.lower()
+            else ""
         )
+        raise FleetError(f"ansible-inventory could not read {path}: {said}{hint}")
     listing: dict[str, Any] = json.loads(done.stdout)
     return listing
 

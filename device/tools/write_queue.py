@@ -18,12 +18,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from device.events import EventBus, WriteQueueChanged
+from device.events import ErrorRaised, EventBus, WriteQueueChanged
 from device.tools import results
 from device.tools.inventory_client import (
     CallContext,
@@ -83,20 +84,34 @@ class WriteQueue:
         retry_min_s: float = 1.0,
         retry_max_s: float = 30.0,
     ) -> None:
-        if not 0 < retry_min_s <= max(retry_min_s, retry_max_s):
+        if retry_min_s <= 0:
             raise ValueError(f"retry_min_s must be positive, got {retry_min_s}")
         self.path = path
-        self._store = WriteStore(path)
         self._bus = bus
+        self._last_error: str | None = None
+        self._store = self._open(path)
         self._retry_min_s = retry_min_s
         self._retry_max_s = max(retry_min_s, retry_max_s)
         self._send: Sender | None = None
         self._depth, self._oldest = self._store.tally()
         self._delivered = 0
         self._rejected = 0
-        self._last_error: str | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def _open(self, path: Path) -> WriteStore:
+        try:
+            return WriteStore(path)
+        except sqlite3.DatabaseError as exc:
+            # Keep the damaged file for a person to recover from; never crash-loop over it.
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            for suffix in ("", "-wal", "-shm"):
+                src = path.with_name(path.name + suffix)
+                if src.exists():
+                    src.replace(aside.with_name(aside.name + suffix))
+            self._last_error = f"{path} was unreadable ({exc}); moved to {aside}"
+            log.error("write queue: %s", self._last_error)
+            return WriteStore(path)
 
     def attach(self, send: Sender) -> None:
         """How saved writes go out: the inventory client's own commit, without the queue."""
@@ -108,6 +123,8 @@ class WriteQueue:
 
     async def start(self) -> None:
         """Deliver what an earlier run left, and whatever is saved from now on."""
+        if self._last_error is not None:
+            self._bus.publish(ErrorRaised(where="tools.write_queue", message=self._last_error))
         self._publish("loaded")
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="write-queue")
@@ -252,9 +269,21 @@ class QueueingInventoryClient(InventoryClient):
     have it read back and confirm it; the API checks it for real when it is delivered.
     """
 
-    def __init__(self, base_url: str, token: str, *, queue: WriteQueue, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        queue: WriteQueue,
+        direct_timeout_s: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """`direct_timeout_s`: how long a commit may try the API itself before the write is
+        saved instead; keep it under the tool's time limit, so a hanging API still ends in a
+        saved write rather than a timed-out tool call."""
         super().__init__(base_url, token, **kwargs)
         self.queue = queue
+        self._direct_timeout_s = direct_timeout_s
         queue.attach(self._send_saved)
 
     async def _send_saved(
@@ -266,11 +295,17 @@ class QueueingInventoryClient(InventoryClient):
         self, write: WriteRequest, context: CallContext | None = None
     ) -> dict[str, Any]:
         try:
-            return await super().preview(write, context)
+            async with asyncio.timeout(self._direct_timeout_s):
+                return await super().preview(write, context)
+        except TimeoutError:
+            if write.path != "/moves":
+                raise InventoryUnavailable(
+                    f"POST {write.path} dry run: no answer in {self._direct_timeout_s:g} s"
+                ) from None
         except InventoryError as err:
             if write.path != "/moves" or not unreachable(err):
                 raise
-            return {"dry_run": True, "offline": True, "sku": write.body.get("sku")}
+        return {"dry_run": True, "offline": True, "sku": write.body.get("sku")}
 
     async def commit(
         self, write: WriteRequest, *, idempotency_key: str, context: CallContext | None = None
@@ -281,7 +316,11 @@ class QueueingInventoryClient(InventoryClient):
         if self.queue.depth:
             return await self.queue.save(write, idempotency_key, context)
         try:
-            return await super().commit(write, idempotency_key=idempotency_key, context=context)
+            async with asyncio.timeout(self._direct_timeout_s):
+                return await super().commit(write, idempotency_key=idempotency_key, context=context)
+        except TimeoutError:
+            # It may have been applied: the saved copy's key makes the resend a replay.
+            return await self.queue.save(write, idempotency_key, context)
         except InventoryError as err:
             if not unreachable(err):
                 raise

@@ -193,3 +193,17 @@ def test_the_dashboard_covers_what_site_it_watches(generated: Path) -> None:
     assert all('zone=~"$zone"' in expr for expr in every)
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_an_inventory_that_cannot_be_read_is_named_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "inventory.yml"
+    bad.write_text("warehouse_voice: [this is: not an inventory\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "device.cli", "fleet", "generate", "-i", str(bad),
+         "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=180, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert done.returncode == 65
+    assert done.stderr.startswith("fleet: ") and str(bad) in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

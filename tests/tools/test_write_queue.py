@@ -12,12 +12,17 @@ from typing import Any
 import httpx
 import pytest
 
-from device.events import Event, EventBus, Transcript, WriteQueueChanged
+from device.events import ErrorRaised, Event, EventBus, Transcript, WriteQueueChanged
 from device.inventory.server import InventoryServer, RunningInventory
 from device.service.metrics import MetricsCollector
 from device.tools.declarations import WAREHOUSE_TOOLS
 from device.tools.dispatcher import ToolDispatcher
-from device.tools.inventory_client import InventoryClient, InventoryError, move_request
+from device.tools.inventory_client import (
+    CallContext,
+    InventoryClient,
+    InventoryError,
+    move_request,
+)
 from device.tools.write_queue import QueueingInventoryClient, WriteQueue
 
 MOVE = {"sku": "104417", "from_location": "A-12-03", "to_location": "A-14-01"}
@@ -267,6 +272,53 @@ async def test_a_server_error_queues_the_write_and_a_refusal_is_not_queued(
         finally:
             await queue.aclose()
             await client.aclose()
+
+
+async def test_an_api_that_hangs_gets_the_write_saved_before_the_tool_call_times_out(
+    bus: EventBus, tmp_path: Path
+) -> None:
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await asyncio.Event().wait()  # accepts the request, never answers
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    queue = WriteQueue(tmp_path / "q.db", bus=bus, retry_min_s=60.0)
+    client = QueueingInventoryClient(
+        f"http://127.0.0.1:{port}/api/v1", "t", queue=queue, direct_timeout_s=0.5,
+        timeout_s=30.0,
+    )  # fmt: skip
+    worker = Worker(ToolDispatcher(bus=bus, client=client, enabled=WAREHOUSE_TOOLS), bus)
+    try:
+        # The tool's limit is 5 s; the client gives up on the API after 0.5 s and saves.
+        proposed, done = await worker.move_and_confirm(4)
+        assert proposed["status"] == "needs_confirmation"
+        assert (done["code"], queue.summary()["depth"]) == ("QUEUED", 1)
+    finally:
+        server.close()
+        await queue.aclose()
+        await client.aclose()
+
+
+async def test_a_damaged_queue_file_is_kept_aside_and_the_device_carries_on(
+    bus: EventBus, tmp_path: Path
+) -> None:
+    path = tmp_path / "write-queue.db"
+    path.write_bytes(b"not a database, a torn write " * 200)
+    errors: list[ErrorRaised] = []
+    bus.subscribe(lambda e: errors.append(e) if isinstance(e, ErrorRaised) else None)
+    queue = WriteQueue(path, bus=bus, retry_min_s=60.0)
+    try:
+        await queue.start()
+        aside = list(tmp_path.glob("write-queue.db.corrupt-*"))  # noqa: ASYNC240
+        assert len(aside) == 1 and aside[0].read_bytes().startswith(b"not a database")
+        assert [e.where for e in errors] == ["tools.write_queue"]
+        assert str(aside[0]) in errors[0].message and queue.summary()["depth"] == 0
+        write = move_request("104417", "A-12-03", "A-14-01", 1)
+        await queue.save(write, "k", CallContext())
+        assert queue.summary()["depth"] == 1
+    finally:
+        await queue.aclose()
 
 
 async def test_the_metrics_show_the_queue(bus: EventBus) -> None:
