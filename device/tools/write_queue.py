@@ -100,9 +100,14 @@ class WriteQueue:
         self._task: asyncio.Task[None] | None = None
 
     def _open(self, path: Path) -> WriteStore:
+        store: WriteStore | None = None
         try:
-            return WriteStore(path)
+            store = WriteStore(path)
+            store.tally()  # reads every row's page: a file damaged past its header fails here
+            return store
         except sqlite3.DatabaseError as exc:
+            if store is not None:
+                store.close()
             # Keep the damaged file for a person to recover from; never crash-loop over it.
             aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
             for suffix in ("", "-wal", "-shm"):
