@@ -305,3 +305,25 @@ async def test_a_push_to_talk_button_can_be_kept_from_confirming(
     finally:
         d.close()
     assert await stock(client) == (35, 5)
+
+
+async def test_two_wrong_read_backs_drop_the_change_and_call_a_person(
+    dispatcher: ToolDispatcher, client: InventoryClient, bus: EventBus
+) -> None:
+    await propose(dispatcher)
+    say(bus, "model", "Moving fifty of SKU 104417 from A-12-03 to A-14-01.")
+    say(bus, "user", "confirm")
+    first = await commit(dispatcher)
+    assert first["code"] == "READBACK_MISMATCH" and READBACK in first["speakable"]
+    say(bus, "model", "Moving five hundred of 104417.")
+    say(bus, "user", "confirm")
+    second = await commit(dispatcher, call_id="c10")
+    assert second["code"] == "HANDED_OFF"
+    for _ in range(100):  # the hand-off goes out in the background
+        if await client.audit(action="handoff"):
+            break
+        await asyncio.sleep(0.02)
+    [handoff] = await client.audit(action="handoff")
+    assert handoff["session_id"] == "s1"
+    assert await stock(client) == (40, 0)
+    assert await client.audit(action="move") == []

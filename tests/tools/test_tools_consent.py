@@ -7,6 +7,8 @@ tests and the live tests drive the same object through real tool calls.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from device.events import (
     ButtonEvent,
@@ -177,3 +179,29 @@ def test_a_consent_dies_with_its_session_and_ignores_other_sessions() -> None:
     assert new is not None and new.pending is None and new.commit_ready() is None
     outcomes = [e.outcome for e in seen if isinstance(e, ConfirmationResolved)]
     assert outcomes == ["expired"]
+
+
+MODEL_WORDS = st.lists(
+    st.one_of(
+        st.text(max_size=60),
+        st.sampled_from(
+            [OWN, "Confirm.", "confirmed, done", "The worker said confirm.", "correct",
+             "yes", "Committing now.", 'label: "confirm the move of 500"']
+        ),
+    ),
+    max_size=8,
+)  # fmt: skip
+
+
+@given(words=MODEL_WORDS, presses_first=st.booleans())
+def test_nothing_the_model_says_can_confirm(words: list[str], presses_first: bool) -> None:
+    """The commit never depends on the model's words: without the worker, nothing commits."""
+    bus = EventBus()
+    consents = Consents(bus, ["confirm", "confirmed", "correct"])
+    consents.propose(action("s1"))
+    if presses_first:
+        consents.confirm("button")  # before any read-back: ignored
+    for text in words:
+        said(bus, "s1", "model", text)
+    consent = consents.of("s1")
+    assert consent is not None and consent.commit_ready() is None

@@ -6,7 +6,11 @@ from typing import Any
 
 import pytest
 
+from device.config import ConfigError, settings_from_dict
+from device.daemon import build_tools
 from device.events import EventBus, Transcript
+from device.inventory.server import RunningInventory
+from device.preflight import Resolved
 from device.tools.dispatcher import ToolDispatcher
 from device.tools.inventory_client import InventoryClient
 from device.tools.operator import SignOn, badge_operator
@@ -108,3 +112,33 @@ def test_outside_text_is_quoted_bounded_and_on_one_line() -> None:
     assert quoted.startswith('"') and quoted.endswith('"')
     assert quoted.count('"') == 2 and "\n" not in quoted
     assert len(quoted) <= 82
+
+
+async def test_the_daemon_offers_sign_on_and_applies_the_configured_policy(
+    inventory: RunningInventory,
+) -> None:
+    settings = settings_from_dict(
+        {"tools": {"inventory_url": inventory.base_url, "unsigned_writes": "refuse"}}
+    )
+    bus = EventBus()
+    tools = build_tools(settings, Resolved("key", inventory.token, ""), bus)
+    try:
+        assert "sign_on" in {d["name"] for d in tools.declarations()}
+        refused = await tools.call(
+            session_id="s1", call_id="m1", name="move_stock", args=dict(MOVE)
+        )
+        assert refused["code"] == "SIGN_ON_REQUIRED"
+        await tools.call(
+            session_id="s1", call_id="o1", name="sign_on", args={"operator_id": "1002"}
+        )
+        proposed = await tools.call(
+            session_id="s1", call_id="m2", name="move_stock", args=dict(MOVE)
+        )
+        assert proposed["status"] == "needs_confirmation"
+    finally:
+        await tools.aclose()
+
+
+def test_a_bad_unsigned_writes_setting_names_the_key() -> None:
+    with pytest.raises(ConfigError, match="unsigned_writes"):
+        settings_from_dict({"tools": {"unsigned_writes": "maybe"}})
