@@ -191,8 +191,8 @@ class PostgresDatabase(Database):
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
     def _begin_write(self, conn: Conn) -> None:
-        conn.execute("BEGIN")
-        conn.execute("SELECT pg_advisory_xact_lock(?)", (PG_WRITE_LOCK,))
+        # One round trip: without parameters both statements go in one simple query.
+        conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})")
 
 
 def open_database(target: str | Path) -> Database:
