@@ -52,6 +52,8 @@ class DeviceSettings(_Section):
     zone: str = Field("", max_length=32)
     state_dir: Path = Path("/var/lib/warehouse-voice")
     event_log: Path = Path("events.jsonl")
+    event_log_max_mb: float = Field(20.0, gt=0, le=1024)
+    event_log_backups: int = Field(3, ge=0, le=100)
     control_socket: Path = Path("/run/warehouse-voice/control.sock")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
