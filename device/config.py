@@ -278,6 +278,12 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
         raise ConfigError(
             "--config", f"cannot read {path} ({exc.strerror})", "check its permissions"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "--config",
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            "save it as UTF-8",
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             "--config", f"{path} is not valid TOML ({exc})", "fix the syntax"
