@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from device.appliance_faults import PartFaults
 from device.appliance_status import Status
-from device.audio import CAPTURE_RATE, SAMPLE_WIDTH
-from device.audio.capture import Capture, CaptureLost, CaptureRestored
+from device.audio.capture import Capture
 from device.audio.sink import AudioSink
 from device.audio.source import AudioSource
 from device.events import (
@@ -29,7 +29,7 @@ from device.events import (
     State,
 )
 from device.live.session import Connector, Conversation, ToolRunner
-from device.service.supervisor import Health, PartHealth, Supervisor
+from device.service.supervisor import Supervisor
 from device.state_table import Facts, StateMachine
 from device.wake.detector import WakeHit
 
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 ConnectorFactory = Callable[[str | None], Connector]
 Companion = Callable[[], Coroutine[Any, Any, None]]
+
+
+_AT_REST = (State.IDLE, State.ERROR, State.OFFLINE)
+_IN_SESSION = (State.LISTENING, State.CONNECTING, State.CONVERSING)
 
 
 class Appliance:
@@ -64,9 +68,10 @@ class Appliance:
         self._idle_timeout_s = idle_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._machine = StateMachine(bus)
-        # Parts that do not work (mic, speaker, ...): name -> why. While any is listed and no
-        # session is open, the state is error, which is what the LED shows.
-        self._faults: dict[str, str] = {}
+        # Parts that do not work (mic, speaker, ...). While any is listed and no session is
+        # open, the state is error, which is what the LED shows. The change waits a step so
+        # it never lands inside another state change's publish.
+        self._faults = PartFaults(self._faults_changed)
         self._fault_shown = False
         self._shown = ""  # the fault reason the error state shows
         self._conversation: Conversation | None = None
@@ -80,7 +85,7 @@ class Appliance:
         # Extra sections of `snapshot()` (the status answer), e.g. "metrics": their getters.
         self.status_sections: dict[str, Callable[[], Any]] = {}
         bus.subscribe(self.status.account)
-        bus.subscribe(self._follow_faults)
+        bus.subscribe(self._faults)
 
     @property
     def state(self) -> State:
@@ -243,41 +248,18 @@ class Appliance:
         if conversation is None or capture is None or conversation is not self._conversation:
             return
         kept = capture.since(end_sample)
-        if kept.start > end_sample:
-            log.warning(
-                "pre-roll too short: %d ms after the wake word were lost (raise audio.preroll_s)",
-                1000 * (kept.start - end_sample) // CAPTURE_RATE,
-            )
-        step = CAPTURE_RATE // 50 * SAMPLE_WIDTH  # 20 ms pieces, as the microphone sends them
-        for offset in range(0, len(kept.pcm), step):
-            conversation.send_audio(kept.pcm[offset : offset + step])
+        for piece in kept.pieces(end_sample):
+            conversation.send_audio(piece)
         self._send_from = kept.end
 
-    def _follow_faults(self, event: Event) -> None:
-        # State changes are deferred a step so they never land inside another one's publish.
-        if isinstance(event, CaptureLost):
-            self._faults["mic"] = f"microphone lost: {event.reason}"
-        elif isinstance(event, CaptureRestored):
-            self._faults.pop("mic", None)
-        elif isinstance(event, PartHealth):
-            # An optional part (the camera) shows its own warning on the panel.
-            if event.health == Health.OK or not event.required:
-                self._faults.pop(event.part, None)
-            else:
-                self._faults[event.part] = event.reason
-        else:
-            return
+    def _faults_changed(self) -> None:
         asyncio.get_running_loop().call_soon(self._show_faults)
 
     def _show_faults(self) -> None:
-        if self._conversation is not None or self.state not in (
-            State.IDLE,
-            State.ERROR,
-            State.OFFLINE,
-        ):
+        if self._conversation is not None or self.state not in _AT_REST:
             return  # the session's own states show meanwhile; its end brings this back
         if self._faults:
-            reason = "; ".join(f"{part}: {why}" for part, why in sorted(self._faults.items()))
+            reason = self._faults.reason()
             if (self.state != State.ERROR or self._fault_shown) and reason != self._shown:
                 self._fault_shown, self._shown = True, reason
                 if self._machine.allowed(State.ERROR, self._facts()):
@@ -290,7 +272,7 @@ class Appliance:
         """After a session or a fault: idle, or error while a part is still broken."""
         if self._faults:
             self._fault_shown = True
-            self._shown = "; ".join(f"{part}: {why}" for part, why in sorted(self._faults.items()))
+            self._shown = self._faults.reason()
             self._set(State.ERROR, self._shown)
         else:
             self._fault_shown = False
@@ -339,11 +321,7 @@ class Appliance:
         # A bug in the session's ending: say so, and never leave the state hanging.
         log.error("session task failed: %r", exc, exc_info=exc)
         self.bus.publish(ErrorRaised(where="appliance", message=f"session task failed: {exc!r}"))
-        if self._conversation is None and self.state in (
-            State.LISTENING,
-            State.CONNECTING,
-            State.CONVERSING,
-        ):
+        if self._conversation is None and self.state in _IN_SESSION:
             self._set(State.CLOSING, "the session task failed")
         if self._conversation is None and self.state == State.CLOSING:
             self._set(State.ERROR, "the session task failed")
@@ -417,6 +395,6 @@ class Appliance:
         return {
             "state": self.state.value,
             **self.status.snapshot(self._conversation.session_id if self._conversation else None),
-            "faults": dict(self._faults),
+            "faults": dict(self._faults.parts),
             **{name: section() for name, section in self.status_sections.items()},
         }

@@ -39,10 +39,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from device.config_check import check_run
     from device.preflight import preflight
 
     settings = load_settings(args.config)
     preflight(settings, check_devices=not args.no_devices)
+    check_run(settings, installed=not args.no_devices)
     print(f"config ok: {args.config or 'default path'} (device {settings.device.id})")
     return 0
 
@@ -116,7 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = config_sub.add_parser("check", help="validate the config without starting anything")
     _add_config(check)
-    check.add_argument("--no-devices", action="store_true", help="skip the audio device check")
+    check.add_argument(
+        "--no-devices",
+        action="store_true",
+        help="skip what depends on this machine's installs: audio devices, wake models",
+    )
     check.set_defaults(func=cmd_config_check)
 
     selftest = sub.add_parser(

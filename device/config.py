@@ -52,6 +52,8 @@ class DeviceSettings(_Section):
     zone: str = Field("", max_length=32)
     state_dir: Path = Path("/var/lib/warehouse-voice")
     event_log: Path = Path("events.jsonl")
+    event_log_max_mb: float = Field(20.0, gt=0, le=1024)
+    event_log_backups: int = Field(3, ge=0, le=100)
     control_socket: Path = Path("/run/warehouse-voice/control.sock")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -289,6 +291,12 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
     except OSError as exc:
         raise ConfigError(
             "--config", f"cannot read {path} ({exc.strerror})", "check its permissions"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "--config",
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            "save it as UTF-8",
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(

@@ -137,7 +137,10 @@ async def assemble(
 ) -> AsyncIterator[Appliance]:
     """Build every part; close them all on the way out, whatever happened."""
     event_log = EventLog(
-        settings.state_path(settings.device.event_log), device_id=settings.device.id
+        settings.state_path(settings.device.event_log),
+        device_id=settings.device.id,
+        max_bytes=round(settings.device.event_log_max_mb * 1024 * 1024),
+        backups=settings.device.event_log_backups,
     )
     bus.subscribe(event_log)
     write_queue = build_write_queue(settings, bus)

@@ -23,6 +23,10 @@ input = "wav"
 input_wav = "{wav}"
 output = "wav"
 output_wav = "out.wav"
+[wake]
+enabled = false
+[metrics]
+address = "127.0.0.1:0"
 """
 
 
@@ -153,3 +157,82 @@ def test_exit_status_through_the_real_command(write_config) -> None:  # type: ig
     assert proc.returncode == 78
     assert proc.stderr.strip().startswith("config error: bogus: unknown key")
     assert "Traceback" not in proc.stderr
+
+
+def _edit(path: Path, section: str, lines: str) -> None:
+    """Put `lines` into `[section]` (made if the file has none)."""
+    text = path.read_text()
+    header = f"[{section}]\n"
+    if header in text:
+        # Replace any key the new lines set, so no key appears twice.
+        for line in lines.splitlines():
+            key = line.split("=")[0].strip()
+            text = "\n".join(kept for kept in text.split("\n") if kept.split("=")[0].strip() != key)
+        text = text.replace(header, header + lines + "\n", 1)
+    else:
+        text += f"\n{header}{lines}\n"
+    path.write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("section", "lines", "key", "hint"),
+    [
+        ("button", 'pin = "GPIO12"', "button.pin", "also leds.pins.red"),
+        ("button", 'mute_pin = "BCM19"', "button.mute_pin", "also leds.pins.blue"),
+        ("device", 'state_dir = "/proc/wv-state"', "device.state_dir", "cannot be written"),
+        ("device", 'event_log = "/proc/wv/events.jsonl"', "device.event_log", "cannot be written"),
+        (
+            "device",
+            'control_socket = "/run/' + "x" * 120 + '.sock"',
+            "device.control_socket",
+            "at most 107",
+        ),
+        (
+            "device",
+            'control_socket = "/etc/hostname/control.sock"',
+            "device.control_socket",
+            "not a directory",
+        ),
+        ("device", "event_log_max_mb = 0", "device.event_log_max_mb", "out of range"),
+        ("device", "event_log_backups = -1", "device.event_log_backups", "at least 0"),
+        ("wake", "enabled = true", "wake.models", "not installed"),
+        ("live", 'voice = "Kora"', "live.voice", "no voice named 'Kora'"),
+        ("live", 'voice = "kore"', "live.voice", "did you mean 'Kore'"),
+        ("audio", 'output_wav = "/nonexistent-dir/out.wav"', "audio.output_wav", "does not exist"),
+        ("metrics", 'address = "192.0.2.77:9464"', "metrics.address", "cannot listen"),
+    ],
+)
+def test_config_check_rejects_what_run_would_fail_on_or_quietly_drop(  # type: ignore[no-untyped-def]
+    write_config, capsys, section: str, lines: str, key: str, hint: str
+) -> None:
+    path = write_config()
+    _edit(path, section, lines)
+    code, err = check(path, capsys)
+    assert code == 78, err
+    assert len(err) == 1, err
+    assert err[0].startswith(f"config error: {key}:"), err[0]
+    assert hint in err[0], err[0]
+    assert "fix:" in err[0]
+
+
+def test_the_event_log_path_being_a_directory(write_config, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = write_config()
+    (tmp_path / "state" / "events.jsonl").mkdir(parents=True)
+    code, err = check(path, capsys)
+    assert code == 78 and err[0].startswith("config error: device.event_log:")
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line_and_78(write_config) -> None:  # type: ignore[no-untyped-def]
+    path = write_config()
+    path.write_bytes(path.read_bytes().replace(b'"aisle-12"', b'"aisle-\xe912"'))
+    for argv in (["config", "check"], ["run"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "device.cli", *argv, "--config", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 78, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("config error: --config:"), lines
+        assert "not UTF-8" in lines[0] and "0xe9" in lines[0]

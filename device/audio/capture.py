@@ -48,6 +48,17 @@ class Frame:
     def end(self) -> int:
         return self.start + self.samples
 
+    def pieces(self, wanted_from: int, piece_ms: int = 20) -> list[bytes]:
+        """The audio in microphone-sized pieces; warns if it starts after `wanted_from`
+        (the pre-roll did not reach back that far)."""
+        if self.start > wanted_from:
+            log.warning(
+                "pre-roll too short: %d ms after the wake word were lost (raise audio.preroll_s)",
+                1000 * (self.start - wanted_from) // CAPTURE_RATE,
+            )
+        step = CAPTURE_RATE * piece_ms // 1000 * SAMPLE_WIDTH
+        return [self.pcm[offset : offset + step] for offset in range(0, len(self.pcm), step)]
+
 
 @dataclass(frozen=True, kw_only=True)
 class CaptureLost(Event):

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -142,7 +143,7 @@ class Link:
     async def _receive_loop(self) -> LinkEnd:
         while True:
             try:
-                async for message in self.session.receive():
+                async for message in _parsed(self.session.receive()):
                     self._observe(message)
                     await self.owner.on_message(message)
                     self.wake.set()
@@ -151,7 +152,7 @@ class Link:
                 if failure.kind == "closed":
                     return LinkEnd("done", failure.reason, failure)
                 return LinkEnd("lost", failure.reason, failure)
-            except TypeError:
+            except _UnparsedFrame:
                 # google-genai raises TypeError on a frame made only of keys it does not
                 # know (DESIGN §3); such a frame carries nothing for us, so keep listening.
                 log.warning("ignored a server frame the SDK could not parse")
@@ -238,3 +239,22 @@ class Link:
     def _switch(self, reason: str) -> LinkEnd:
         log.info("leaving connection %d: %s", self.number, reason)
         return LinkEnd("switch", reason)
+
+
+class _UnparsedFrame(Exception):
+    """The SDK's TypeError on an unknown frame, told apart from a TypeError in our own code."""
+
+
+async def _parsed(
+    messages: AsyncIterator[types.LiveServerMessage],
+) -> AsyncIterator[types.LiveServerMessage]:
+    """Only a TypeError raised while the SDK parses a frame means "unknown frame"; one from
+    handling the message (the daemon's own bug) propagates as what it is."""
+    while True:
+        try:
+            message = await anext(messages)
+        except StopAsyncIteration:
+            return
+        except TypeError as exc:
+            raise _UnparsedFrame(str(exc)) from exc
+        yield message

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import statistics
 import time
@@ -49,6 +50,17 @@ from device.service.metrics_export import Families, MetricsEndpoint, MetricsEndp
 from device.service.metrics_tasks import TaskResult, TaskTracker
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def declared_tool_names() -> frozenset[str]:
+    """Every tool name the device ever declares to the model (warehouse, vision, local)."""
+    from device.live.local_tools import END_SESSION
+    from device.tools.declarations import WAREHOUSE_TOOLS
+    from device.vision.tools import DECLARATIONS
+
+    return frozenset([*WAREHOUSE_TOOLS, END_SESSION, *(d["name"] for d in DECLARATIONS)])
+
 
 # Audio and turn-end markers: what the capture-to-wire leg is made of.
 CAPTURE_ITEMS = frozenset({"audio", "activity_end", "audio_stream_end"})
@@ -205,8 +217,11 @@ class MetricsCollector:
 
     def _on_tool(self, event: ToolFinished) -> None:
         f = self.families
-        f.tool_calls.labels(event.name, event.status).inc()
-        f.tool_latency.labels(event.name).observe(event.latency_ms / 1000)
+        # The name comes from the model: only declared names become label values, or one odd
+        # call after another would grow Prometheus' series (and this process) without bound.
+        name = event.name if event.name in declared_tool_names() else "undeclared"
+        f.tool_calls.labels(name, event.status).inc()
+        f.tool_latency.labels(name).observe(event.latency_ms / 1000)
         self._counts["tool_calls"] += 1
         self._counts["tool_errors"] += event.status in ("error", "refused")
         self._tasks.tool_finished(event.session_id, event.name, event.status)

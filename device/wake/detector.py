@@ -277,6 +277,8 @@ class WakeDetector:
 
     # -- detection ---------------------------------------------------------------------------
 
+    _resetting: asyncio.Future[None] | None = None
+
     async def process(self, pcm: bytes) -> WakeHit | None:
         """Add captured audio; returns the earliest hit among the complete frames, if any."""
         if len(pcm) % 2:
@@ -290,6 +292,9 @@ class WakeDetector:
             return None
         if self._model is None:
             await self.load()
+        resetting, self._resetting = self._resetting, None
+        if resetting is not None:
+            await resetting  # the last hit's reset: a failure surfaces here, not nowhere
         # Cut the frames on the loop, before awaiting, so concurrent callers keep stream order.
         samples = np.frombuffer(self._pending, dtype="<i2", count=whole // 2).copy()
         del self._pending[:whole]
@@ -306,7 +311,7 @@ class WakeDetector:
             # again once the refractory period ends. The reset costs 60-85 ms (it embeds 4 s of
             # noise), so it runs after the hit is reported; the single inference thread still
             # runs it before the next frames.
-            loop.run_in_executor(self._executor, self._model.reset)
+            self._resetting = loop.run_in_executor(self._executor, self._model.reset)
         return hit
 
     def _infer(self, work: _Frames, suppressed: bool) -> WakeHit | None:

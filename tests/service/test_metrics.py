@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from metrics_helpers import next_metric, parse, value
+from prometheus_client import generate_latest
 
 from device.audio.sink import WavSink
 from device.config import ConfigError, settings_from_dict
@@ -220,3 +221,14 @@ def test_disabled_metrics_serve_nothing_but_still_summarise() -> None:
     assert summary["endpoint"].startswith("disabled")
     assert summary["sessions"]["started"] == 1
     assert summary["tools"] == {"calls": 0, "errors": 0}
+
+
+def test_only_declared_tool_names_become_label_values() -> None:
+    bus = EventBus()
+    collector = MetricsCollector(bus, device_id="t-01")
+    for n in range(50):
+        bus.publish(tool("s1", f"made_up_by_the_model_{n}", "refused", call=f"c{n}"))
+    bus.publish(tool("s1", "find_item", "ok"))
+    samples = parse(generate_latest(collector.registry))
+    names = {dict(labels)["tool"] for (name, labels) in samples if name == f"{P}_tool_calls_total"}
+    assert names == {"undeclared", "find_item"}
