@@ -44,7 +44,13 @@ from device.events import (
 )
 from device.wake.detector import WakeDetector, WakeHit, WakeModelSpec
 from device.wake.download import FetchError
-from device.wake.endpoint import EndEstimate, EndFinder, needed_after, needed_before
+from device.wake.endpoint import (
+    EndEstimate,
+    EndFinder,
+    needed_after,
+    needed_before,
+    unsure_end,
+)
 from device.wake.models import load_models
 
 log = logging.getLogger(__name__)
@@ -244,7 +250,7 @@ class WakeListener:
         self._pending = None
         finder = self.finders.get(hit.model)
         if finder is None:
-            self._settle(hit, EndEstimate(hit.end_sample, "detector"), 0.0)
+            self._settle(hit, EndEstimate(unsure_end(hit), "detector"), 0.0)
             return
         start = max(self._history_start, needed_before(hit))
         offset = (start - self._history_start) * SAMPLE_WIDTH
@@ -257,7 +263,7 @@ class WakeListener:
         self, finder: EndFinder, hit: WakeHit, audio: np.ndarray, origin: int
     ) -> None:
         started = time.perf_counter()
-        estimate = EndEstimate(hit.end_sample, "detector")
+        estimate = EndEstimate(unsure_end(hit), "detector")
         try:
             loop = asyncio.get_running_loop()
             estimate = await loop.run_in_executor(self._executor, finder.locate, audio, origin, hit)
