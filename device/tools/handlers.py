@@ -158,31 +158,39 @@ class WarehouseTools:
     async def verify_location(self, args: dict[str, Any], ctx: CallContext) -> Outcome:
         location = args["location"]
         now = time.monotonic()
-        if self.picks.locked_until.get(location, 0.0) > now:
-            return results.error(
-                "TOO_MANY_TRIES",
-                f"Too many wrong check digits at {location}. Please call a supervisor.",
-                valid_options=["handoff_to_human"],
-            )
-        if await self.client.verify_location(location, args["spoken_digits"]):
+        if (until := self.picks.locked_until.get(location, 0.0)) > now:
+            return results.too_many_tries(location, until - now)
+        try:
+            verdict = await self.client.verify(location, args["spoken_digits"])
+        except InventoryError as err:
+            return self._locked_out(location, err)
+        if verdict["match"]:
             self.picks.verified[location] = (args["spoken_digits"], now)
             self.picks.failures.pop(location, None)
             return results.ok(f"Correct, you are at {location}.", {"location": location})
         tries = self.picks.failures.get(location, 0) + 1
         self.picks.failures[location] = tries
-        if tries >= MAX_CHECK_DIGIT_TRIES:
-            self.picks.locked_until[location] = now + LOCKOUT_S
+        # The server counts too, across restarts of this device: its word on the last try wins.
+        if tries >= MAX_CHECK_DIGIT_TRIES or verdict.get("attempts_left") == 0:
             self.picks.failures.pop(location, None)
-            return results.error(
-                "TOO_MANY_TRIES",
-                f"That's {words(tries)} wrong tries at {location}. Please call a supervisor.",
-                valid_options=["handoff_to_human"],
-            )
+            return self._lock(location, LOCKOUT_S)
         return results.error(
             "CHECK_DIGIT_MISMATCH",
             f"Those check digits don't match {location}. Read them again from the label.",
             retryable=True,
         )
+
+    def _lock(self, location: str, wait_s: float) -> dict[str, Any]:
+        self.picks.locked_until[location] = time.monotonic() + wait_s
+        self.picks.verified.pop(location, None)
+        return results.too_many_tries(location, wait_s)
+
+    def _locked_out(self, location: str, err: InventoryError) -> dict[str, Any]:
+        """The API's lockout becomes the device's, so the model stops asking until it ends."""
+        if err.code != "CHECK_DIGIT_LOCKED":
+            raise err
+        wait = err.extra.get("retry_after_s")
+        return self._lock(location, float(wait) if isinstance(wait, int | float) else LOCKOUT_S)
 
     async def confirm_pick(self, args: dict[str, Any], ctx: CallContext) -> Outcome:
         task = await self.client.get_pick(args["task_id"])
@@ -197,7 +205,10 @@ class WarehouseTools:
                 detail="call verify_location with the digits the worker reads at the bin",
             )
         qty = args["quantity"]
-        preview = await self.client.preview(pick_request(task["id"], qty, digits), ctx)
+        try:
+            preview = await self.client.preview(pick_request(task["id"], qty, digits), ctx)
+        except InventoryError as err:
+            return self._locked_out(task["location"], err)
         if qty < task["quantity"]:
             readback = (
                 f"Asked for {words(task['quantity'])}, you said {words(qty)}. "

@@ -1,8 +1,10 @@
 """Async client of the inventory API: bearer token, timeouts, and retries only where safe.
 
-A request is retried only if repeating it cannot change stock twice: reads, dry runs, check
-digit verification, and writes that carry an Idempotency-Key (the server replays the first
-answer). Errors come back as `InventoryError`, built from the server's RFC 9457 problem+json.
+A request is retried only if repeating it cannot change stock twice: reads, dry runs, and
+writes that carry an Idempotency-Key (the server replays the first answer). A check-digit
+verify counts an attempt on the server, so it is sent again only when it provably never
+arrived (the connection did not open). A lockout (CHECK_DIGIT_LOCKED) is never retried.
+Errors come back as `InventoryError`, built from the server's RFC 9457 problem+json.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 # Retrying these statuses is safe whenever retrying the request is safe at all.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RETRY_AFTER_S = 2.0
+# Raised before any byte of the request left the device: safe to resend anything.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class InventoryError(Exception):
@@ -53,15 +57,24 @@ class InventoryError(Exception):
             body = {}
         code = str(body.get("code") or f"HTTP_{response.status_code}")
         known = {"type", "title", "status", "detail", "code", "instance"}
+        extra = {k: v for k, v in body.items() if k not in known}
+        after = response.headers.get("Retry-After", "")
+        if after.isdigit():
+            extra.setdefault("retry_after_s", int(after))
+        # Asking again while locked out only hits the lock again: the wait is the answer.
+        locked = code == "CHECK_DIGIT_LOCKED"
         return cls(
             code,
             str(body.get("detail") or response.reason_phrase or "no detail"),
             status=response.status_code,
             title=str(body.get("title") or ""),
-            retryable=response.status_code in RETRY_STATUSES
-            or code == "IDEMPOTENCY_IN_PROGRESS"
-            or response.status_code >= 500,
-            extra={k: v for k, v in body.items() if k not in known},
+            retryable=not locked
+            and (
+                response.status_code in RETRY_STATUSES
+                or code == "IDEMPOTENCY_IN_PROGRESS"
+                or response.status_code >= 500
+            ),
+            extra=extra,
         )
 
 
@@ -97,6 +110,11 @@ class WriteRequest:
 
     path: str
     body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def counts_attempt(self) -> bool:
+        """Check digits in it: the server counts a miss even on a dry run."""
+        return "check_digits" in self.body
 
 
 def move_request(sku: str, from_location: str, to_location: str, quantity: int) -> WriteRequest:
@@ -190,6 +208,7 @@ class InventoryClient:
         path: str,
         *,
         retry_safe: bool,
+        counts_attempt: bool = False,
         json: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
@@ -202,16 +221,17 @@ class InventoryClient:
                     method, path, json=json, params=params, headers=headers
                 )
             except httpx.TransportError as exc:  # timeouts, refused and dropped connections
-                if last:
+                # A read timeout or a cut connection may come after the server counted it.
+                if last or (counts_attempt and not isinstance(exc, NOT_SENT)):
                     raise InventoryUnavailable(
-                        f"{method} {path}: {type(exc).__name__} after {attempts} attempt(s)"
+                        f"{method} {path}: {type(exc).__name__} after {attempt + 1} attempt(s)"
                     ) from exc
                 await asyncio.sleep(self._delay(attempt, None))
                 continue
             if response.is_success:
                 return response.json()
             error = InventoryError.from_response(response)
-            if last or not error.retryable:
+            if last or not error.retryable or counts_attempt:
                 raise error
             await asyncio.sleep(self._delay(attempt, response))
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -257,13 +277,17 @@ class InventoryClient:
         """The operator with this id (badge or spoken number); OPERATOR_NOT_FOUND if none."""
         return dict(await self._get(f"/operators/{operator_id}"))
 
-    async def verify_location(self, code: str, check_digits: str) -> bool:
-        # A POST, but it changes nothing, so it is as safe to retry as a read.
+    async def verify(self, code: str, check_digits: str) -> dict[str, Any]:
+        """The server's verdict: `match`, and `attempts_left` before a lockout."""
+        # It changes no stock, but the server counts the attempt toward a lockout.
         body = await self._request(
             "POST", f"/locations/{code}/verify", json={"check_digits": check_digits},
-            retry_safe=True,
+            retry_safe=True, counts_attempt=True,
         )  # fmt: skip
-        return bool(body["match"])
+        return dict(body)
+
+    async def verify_location(self, code: str, check_digits: str) -> bool:
+        return bool((await self.verify(code, check_digits))["match"])
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -275,7 +299,7 @@ class InventoryClient:
         headers = {**self._context_headers(context), "Idempotency-Key": f"dry-{uuid.uuid4().hex}"}
         body = await self._request(
             "POST", write.path, json=write.body, params={"dry_run": "true"}, headers=headers,
-            retry_safe=True,
+            retry_safe=True, counts_attempt=write.counts_attempt,
         )  # fmt: skip
         return dict(body)
 

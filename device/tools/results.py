@@ -12,6 +12,7 @@ data           tool-specific facts (never check digits or idempotency keys)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -91,6 +92,29 @@ def invalid_argument(
     return out
 
 
+def wait_words(seconds: float) -> str:
+    """120 -> "two minutes", 45 -> "forty-five seconds": rounded up, never "zero"."""
+    whole = max(1, math.ceil(seconds))
+    if whole <= 90:
+        return f"{number_words(whole)} second{'s' if whole > 1 else ''}"
+    minutes = math.ceil(whole / 60)
+    return f"{number_words(minutes)} minutes"
+
+
+def too_many_tries(location: str, wait_s: float) -> dict[str, Any]:
+    """The check-digit lockout: when to try again, and that guessing now cannot help."""
+    wait = max(1, math.ceil(wait_s))
+    return error(
+        "TOO_MANY_TRIES",
+        f"Too many wrong check digits at {location}. Try again in {wait_words(wait)}, "
+        "or call a supervisor.",
+        valid_options=["handoff_to_human"],
+        detail=f"locked out of {location} for {wait} s: do not call verify_location or "
+        "confirm_pick for it before then; offer handoff_to_human",
+        data={"location": location, "retry_after_s": wait},
+    )
+
+
 def _qty(value: Any) -> str:
     return number_words(value) if isinstance(value, int) else "some"
 
@@ -138,6 +162,9 @@ def from_inventory_error(err: InventoryError, args: dict[str, Any]) -> dict[str,
         )
     elif code == "CHECK_DIGIT_MISMATCH":
         speak = "Those check digits don't match this bin. Read them again from the label."
+    elif code == "CHECK_DIGIT_LOCKED":
+        where = str(extra.get("location") or location or "this bin")
+        return too_many_tries(where, float(extra.get("retry_after_s") or 0))
     elif code == "UNAUTHORIZED":
         speak = "This device is not allowed into the inventory system. Please call a supervisor."
     elif err.retryable:

@@ -111,7 +111,13 @@ async def test_boot_without_a_mic_is_ready_shows_error_and_heals_when_plugged_in
                 systemd.wait_blocking, lambda m: m.count("WATCHDOG=1") >= pings + 3
             )
             proc.send_signal(signal.SIGTERM)
-            _, stderr = await asyncio.wait_for(proc.communicate(), timeout=10)
+            # A bound only so a hung daemon fails instead of hanging the suite; not a target.
+            _, stderr = await asyncio.wait_for(proc.communicate(), timeout=120)
+            # Sent before the exit, but the socket's reader thread may not have read it yet.
+            said = await asyncio.to_thread(
+                systemd.wait_blocking, lambda m: any(x.startswith("STOPPING=1") for x in m)
+            )
+            stops = [m for m in said if m.startswith("STOPPING=1")]
         finally:
             if proc.returncode is None:
                 proc.kill()
@@ -119,6 +125,8 @@ async def test_boot_without_a_mic_is_ready_shows_error_and_heals_when_plugged_in
             systemd.close()
             shutil.rmtree(notify_dir)
     assert proc.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr, stderr.decode()
+    assert len(stops) == 1
     events = [json.loads(line) for line in (work / "events.jsonl").read_text().splitlines()]
     states = [e["state"] for e in events if e["kind"] == "state"]
     assert states[-2:] == ["error", "idle"]

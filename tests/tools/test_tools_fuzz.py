@@ -126,8 +126,8 @@ class StubInventory(InventoryClient):
     async def get_pick(self, task_id: str) -> Any:
         return self._answer({**TASK, "id": task_id})
 
-    async def verify_location(self, code: str, check_digits: str) -> bool:
-        return bool(self._answer(check_digits.endswith("7")))
+    async def verify(self, code: str, check_digits: str) -> Any:
+        return self._answer({"match": check_digits.endswith("7"), "attempts_left": 2})
 
     async def preview(self, write: WriteRequest, context: CallContext | None = None) -> Any:
         return self._answer(CHANGE)

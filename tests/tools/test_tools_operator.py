@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from device.tools.dispatcher import ToolDispatcher
 from device.tools.inventory_client import InventoryClient
 from device.tools.operator import SignOn, badge_operator
 from device.tools.results import quote
+from device.tools.write_queue import WriteQueue
 
 MOVE = {"sku": "104417", "from_location": "A-12-03", "to_location": "A-14-01", "quantity": 5}
 READBACK = "Move five of SKU 104417 from A-12-03 to A-14-01."
@@ -115,13 +117,14 @@ def test_outside_text_is_quoted_bounded_and_on_one_line() -> None:
 
 
 async def test_the_daemon_offers_sign_on_and_applies_the_configured_policy(
-    inventory: RunningInventory,
+    inventory: RunningInventory, tmp_path: Path
 ) -> None:
     settings = settings_from_dict(
         {"tools": {"inventory_url": inventory.base_url, "unsigned_writes": "refuse"}}
     )
     bus = EventBus()
-    tools = build_tools(settings, Resolved("key", inventory.token, ""), bus)
+    queue = WriteQueue(tmp_path / "write-queue.db", bus=bus)
+    tools = build_tools(settings, Resolved("key", inventory.token, ""), bus, queue)
     try:
         assert "sign_on" in {d["name"] for d in tools.declarations()}
         refused = await tools.call(
@@ -137,6 +140,7 @@ async def test_the_daemon_offers_sign_on_and_applies_the_configured_policy(
         assert proposed["status"] == "needs_confirmation"
     finally:
         await tools.aclose()
+        await queue.aclose()
 
 
 def test_a_bad_unsigned_writes_setting_names_the_key() -> None:
