@@ -53,6 +53,8 @@ RELEASES = "opt/warehouse-voice/releases"
 GEMINI_KEY = "test-gemini-key-" + secrets.token_hex(4)
 INVENTORY_TOKEN = "test-inventory-token-" + secrets.token_hex(4)
 BROKER_TOKEN = "wvb_test-" + secrets.token_hex(8)
+# The installed release must import its own code, not a checkout on PYTHONPATH.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 pytestmark = [
     pytest.mark.skipif(
@@ -335,6 +337,7 @@ def test_first_run_installs_the_package_into_a_venv(provisioned: Provisioned) ->
         text=True,
         timeout=60,
         cwd="/",
+        env=CLEAN_ENV,
     )
     assert probe.returncode == 0, probe.stderr
     version, location = probe.stdout.split()
@@ -352,6 +355,7 @@ def test_first_run_installs_the_package_into_a_venv(provisioned: Provisioned) ->
         text=True,
         timeout=60,
         cwd="/",
+        env=CLEAN_ENV,
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.startswith("/usr/lib/python3/dist-packages/"), probe.stdout
@@ -361,6 +365,7 @@ def test_first_run_installs_the_package_into_a_venv(provisioned: Provisioned) ->
         text=True,
         timeout=60,
         cwd="/",
+        env=CLEAN_ENV,
     )
     assert help_text.returncode == 0, help_text.stderr
     assert "run the daemon" in help_text.stdout
