@@ -10,7 +10,9 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 APT_PACKAGES := portaudio19-dev libsystemd-dev pkg-config espeak-ng sox alsa-utils \
 	libasound2-plugins pulseaudio pulseaudio-utils openssh-server sudo python3-venv \
-	postgresql prometheus
+	postgresql prometheus python3-numpy python3-pyaudio python3-systemd
+# The last three are what a Pi takes from apt into its release venv (--system-site-packages);
+# the playbook tests install a release on this machine the same way.
 
 # Wake-word model files are cached here (downloaded once from PyPI, checksums verified).
 MODEL_CACHE := $(HOME)/.cache/warehouse-voice-test-models

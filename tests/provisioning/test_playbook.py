@@ -21,8 +21,9 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -47,14 +48,22 @@ BIN = Path(sys.executable).parent
 ANSIBLE_PLAYBOOK = BIN / "ansible-playbook"
 ANSIBLE_LINT = BIN / "ansible-lint"
 HOST = "testpi"
+CURRENT = "opt/warehouse-voice/current"
+RELEASES = "opt/warehouse-voice/releases"
 GEMINI_KEY = "test-gemini-key-" + secrets.token_hex(4)
 INVENTORY_TOKEN = "test-inventory-token-" + secrets.token_hex(4)
+BROKER_TOKEN = "wvb_test-" + secrets.token_hex(8)
+# The installed release must import its own code, not a checkout on PYTHONPATH.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 pytestmark = [
     pytest.mark.skipif(
         not ANSIBLE_PLAYBOOK.exists(), reason="needs ansible-core: pip install ansible-core"
     ),
     pytest.mark.slow,
+    # Six playbook runs, three of them installing a release into a fresh venv; a loaded
+    # machine takes minutes for each.
+    pytest.mark.timeout(2400),
 ]
 
 
@@ -74,6 +83,18 @@ class Provisioned:
     first: Run
     second: Run
     check_after: Run
+    play: Callable[..., Run]
+    work: Path
+
+
+@dataclass(frozen=True)
+class Upgraded:
+    """An upgrade to a release that does not get healthy, then one that does (ephemeral)."""
+
+    bad: Run
+    good: Run
+    releases: dict[str, Path]  # "first", "bad", "good": the release directories
+    after_bad: tuple[Path, str]  # where `current` pointed and the live voice, after rollback
 
 
 def _recap(output: str) -> dict[str, int]:
@@ -86,7 +107,9 @@ def _recap(output: str) -> dict[str, int]:
 def provisioned(
     ssh_target: SshTarget, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Provisioned]:
-    work = tmp_path_factory.mktemp("ansible")
+    # Not under pytest's tmp root, which is root-only (0700): the service user runs the
+    # release's code for the health check.
+    work = Path(tempfile.mkdtemp(prefix="wv-ansible-"))
     work.chmod(0o755)
     destdir = work / "target"
     service_user = f"wvsvc{secrets.token_hex(3)}"
@@ -105,6 +128,7 @@ def provisioned(
                     "ansible_python_interpreter": "/usr/bin/python3",
                     "warehouse_voice_button_pin": "GPIO22",
                     "warehouse_voice_input_device": "USB PnP Sound Device",
+                    "warehouse_voice_output_device": "USB PnP Sound Device",
                     "warehouse_voice_inventory_url": "http://10.0.0.5:8080/api/v1",
                     "warehouse_voice_config_extra": {"live": {"voice": "Puck"}},
                 }
@@ -112,8 +136,8 @@ def provisioned(
         }
     }
     (work / "inventory.json").write_text(json.dumps(inventory))
-    # A snapshot of the source, so that edits to the working tree while the test runs cannot
-    # turn into a "changed" second run.
+    # A snapshot of the source and of the playbook, so that edits to the working tree while the
+    # test runs cannot turn into a "changed" second run.
     source = work / "source"
     shutil.copytree(
         REPO,
@@ -131,6 +155,7 @@ def provisioned(
         ),
         copy_function=_copy_unless_vanished,
     )
+    playbooks = source / "provisioning"
     extra = {
         "warehouse_voice_destdir": str(destdir),
         "warehouse_voice_manage_services": False,
@@ -138,20 +163,54 @@ def provisioned(
         "warehouse_voice_fetch_models": False,
         # Packages this machine already has, and no `apt-get update`: the apt module still
         # runs, but the test neither downloads nor races other apt users.
-        "warehouse_voice_apt_packages": ["python3-venv", "pkg-config", "libsystemd-dev"],
+        # The release venv takes numpy, PyAudio and the systemd bindings from them, as on a Pi.
+        "warehouse_voice_apt_packages": [
+            "python3-venv",
+            "python3-numpy",
+            "python3-pyaudio",
+            "python3-systemd",
+        ],
         "warehouse_voice_apt_update_cache": False,
         "warehouse_voice_user": service_user,
         "warehouse_voice_package_src": str(source),
         "warehouse_voice_build_dir": str(work / "build"),
         "warehouse_voice_gemini_api_key": GEMINI_KEY,
         "warehouse_voice_inventory_token": INVENTORY_TOKEN,
+        # No systemd here, so no daemon to ask: the health check stands in by loading the
+        # live release's daemon code as the service user and answering as `ctl status` does.
+        # The switch, the check and the rollback around it are the role's own.
+        "warehouse_voice_health_check": True,
+        "warehouse_voice_health_argv": [
+            "{{ warehouse_voice_target_current }}/bin/python",
+            "-c",
+            "import json, device.daemon; print(json.dumps({'ok': True, 'state': 'idle'}))",
+        ],
+        "warehouse_voice_health_retries": 1,
+        "warehouse_voice_health_delay": 0,
     }
     (work / "extra.json").write_text(json.dumps(extra))
+    # The upgrades: a release whose daemon cannot start (its config check passes: the config
+    # is fine, the code is not), then a healthy one; both with a changed config.
+    bad_source = _release_source(source, work / "source-bad", "0.1.1", broken=True)
+    good_source = _release_source(source, work / "source-good", "0.1.2", broken=False)
+    for name, src in (("bad", bad_source), ("good", good_source)):
+        upgrade = {
+            "warehouse_voice_package_src": str(src),
+            "warehouse_voice_config_extra": {"live": {"voice": "Charon"}},
+        }
+        if name == "good":
+            # The healthy upgrade also moves the device to ephemeral tokens.
+            upgrade |= {
+                "warehouse_voice_auth": "ephemeral",
+                "warehouse_voice_broker_url": "https://broker.site.lan:8443",
+                "warehouse_voice_broker_token": BROKER_TOKEN,
+            }
+        (work / f"upgrade-{name}.json").write_text(json.dumps(upgrade))
     control_dir = work / "cp"
     control_dir.mkdir()
     env = {
         **os.environ,
-        "ANSIBLE_CONFIG": str(PROVISIONING / "ansible.cfg"),
+        "ANSIBLE_CONFIG": str(playbooks / "ansible.cfg"),
         "ANSIBLE_HOME": str(work / "home"),
         "ANSIBLE_LOCAL_TEMP": str(work / "tmp"),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
@@ -170,13 +229,13 @@ def provisioned(
                 "-e",
                 f"@{work / 'extra.json'}",
                 *flags,
-                str(PROVISIONING / "playbook.yml"),
+                str(playbooks / "playbook.yml"),
             ],
-            cwd=PROVISIONING,
+            cwd=playbooks,
             env=env,
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=900,
         )
         output = result.stdout + result.stderr
         print(f"ansible-playbook {' '.join(flags)}: {time.monotonic() - started:.1f} s")
@@ -189,7 +248,15 @@ def provisioned(
         second = play()
         check_after = play("--check", "--diff")
         yield Provisioned(
-            destdir, service_user, check_on_fresh, left_by_check, first, second, check_after
+            destdir,
+            service_user,
+            check_on_fresh,
+            left_by_check,
+            first,
+            second,
+            check_after,
+            play,
+            work,
         )
     finally:
         # ansible's persistent SSH master is the one process the runs leave behind; "-O exit"
@@ -204,7 +271,25 @@ def provisioned(
         subprocess.run(["groupdel", service_user], capture_output=True, timeout=60)
         if not gpio_existed:
             subprocess.run(["groupdel", "gpio"], capture_output=True, timeout=60)
-        shutil.rmtree(destdir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _release_source(source: Path, target: Path, version: str, *, broken: bool) -> Path:
+    shutil.copytree(source, target)
+    pyproject = target / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('version = "0.1.0"', f'version = "{version}"', 1)
+    )
+    if broken:
+        with (target / "device" / "daemon.py").open("a") as f:
+            f.write(f"\nraise RuntimeError('release {version} is broken')\n")
+    return target
+
+
+def _newest_release(destdir: Path, *, exclude: Path) -> Path:
+    others = [p for p in (destdir / RELEASES).iterdir() if p.resolve() != exclude]
+    assert others, "the upgrade installed no release"
+    return max(others, key=lambda p: p.stat().st_mtime)
 
 
 def _copy_unless_vanished(src: str, dst: str) -> None:
@@ -234,7 +319,11 @@ def test_check_mode_on_a_fresh_device_succeeds_and_changes_nothing(
 def test_first_run_installs_the_package_into_a_venv(provisioned: Provisioned) -> None:
     run = provisioned.first
     assert run.returncode == 0, run.output[-4000:]
-    venv = provisioned.destdir / "opt/warehouse-voice/venv"
+    venv = provisioned.destdir / CURRENT
+    assert venv.is_symlink()
+    release = venv.resolve()
+    assert release.parent == provisioned.destdir / RELEASES
+    assert release.name.startswith("0.1.0-")
     cfg = (venv / "pyvenv.cfg").read_text()
     assert "include-system-site-packages = true" in cfg
     probe = subprocess.run(
@@ -248,17 +337,35 @@ def test_first_run_installs_the_package_into_a_venv(provisioned: Provisioned) ->
         text=True,
         timeout=60,
         cwd="/",
+        env=CLEAN_ENV,
     )
     assert probe.returncode == 0, probe.stderr
     version, location = probe.stdout.split()
     assert version == "0.1.0"
     assert location.startswith(str(venv))
+    # As on a Pi: pip kept the apt numpy (1.24 on bookworm) that picamera2 is built against,
+    # and PyAudio and the systemd bindings come from apt, so nothing was compiled.
+    probe = subprocess.run(
+        [
+            str(venv / "bin/python"),
+            "-c",
+            "import numpy, pyaudio, systemd.daemon, onnxruntime; print(numpy.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env=CLEAN_ENV,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.startswith("/usr/lib/python3/dist-packages/"), probe.stdout
     help_text = subprocess.run(
         [str(venv / "bin/warehouse-voice"), "--help"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd="/",
+        env=CLEAN_ENV,
     )
     assert help_text.returncode == 0, help_text.stderr
     assert "run the daemon" in help_text.stdout
@@ -334,7 +441,11 @@ def task_lines(output: str, task: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "task",
-    ["Enable and start the services", "Wait for the daemon to report ready", "Run the self-test"],
+    [
+        "Reload systemd for changed units",
+        "Restart the services on the new release",
+        "Enable and start the services",
+    ],
 )
 def test_service_tasks_are_skipped_by_the_variable(provisioned: Provisioned, task: str) -> None:
     lines = task_lines(provisioned.first.output, task)
@@ -344,6 +455,77 @@ def test_service_tasks_are_skipped_by_the_variable(provisioned: Provisioned, tas
 def test_the_report_names_the_installed_version(provisioned: Provisioned) -> None:
     lines = task_lines(provisioned.first.output, "Report the installation")
     assert any(f"warehouse-voice 0.1.0 in {provisioned.destdir}" in line for line in lines)
+    assert any("health: idle" in line for line in lines)
+
+
+def test_the_live_config_was_checked_before_it_went_live(provisioned: Provisioned) -> None:
+    lines = task_lines(
+        provisioned.first.output, "Check the config with the release that will run it"
+    )
+    assert lines and lines[0].startswith("ok:"), lines
+    order = [
+        provisioned.first.output.index(f"TASK [warehouse_voice : {task}]")
+        for task in (
+            "Render the config for this release",
+            "Check the config with the release that will run it",
+            "Move the checked config into place",
+            "Switch the current link to the release",
+            "Ask the running daemon whether it is healthy",
+        )
+    ]
+    assert order == sorted(order)
+
+
+@pytest.fixture(scope="module")
+def upgraded(provisioned: Provisioned) -> Upgraded:
+    """Runs after every test of the first install (file order), which it changes."""
+    destdir, work = provisioned.destdir, provisioned.work
+    releases = {"first": (destdir / CURRENT).resolve()}
+    bad = provisioned.play("-e", f"@{work / 'upgrade-bad.json'}")
+    releases["bad"] = _newest_release(destdir, exclude=releases["first"])
+    live_config = destdir / "etc/warehouse-voice/config.toml"
+    after_bad = ((destdir / CURRENT).resolve(), load_settings(live_config).live.voice)
+    good = provisioned.play("-e", f"@{work / 'upgrade-good.json'}")
+    releases["good"] = (destdir / CURRENT).resolve()
+    return Upgraded(bad, good, releases, after_bad)
+
+
+def test_an_unhealthy_release_is_rolled_back_and_stops_the_rollout(
+    upgraded: Upgraded,
+) -> None:
+    run = upgraded.bad
+    assert run.returncode != 0, run.output[-4000:]
+    assert run.recap["failed"] == 1
+    first, bad = upgraded.releases["first"], upgraded.releases["bad"]
+    assert bad.name.startswith("0.1.1-")
+    assert "release 0.1.1 is broken" in run.output
+    assert f"Rolled back to {first.name} and its config" in run.output
+    assert "The rollout stops here" in run.output
+    # The play ends at this device: nothing after the failure ran (serial 1, max_fail 0).
+    assert (
+        "TASK [warehouse_voice : Report the installation]"
+        not in run.output.split("Stop the rollout at this device")[-1]
+    )
+    assert upgraded.after_bad == (first, "Puck")
+    assert "Switch the current link back to the previous release" in run.output
+    assert "Put the previous config back" in run.output
+
+
+def test_after_a_rollback_a_healthy_upgrade_goes_live_and_keeps_the_previous_release(
+    provisioned: Provisioned, upgraded: Upgraded
+) -> None:
+    run = upgraded.good
+    assert run.returncode == 0, run.output[-6000:]
+    good, first = upgraded.releases["good"], upgraded.releases["first"]
+    assert good.name.startswith("0.1.2-")
+    assert good.parent == provisioned.destdir / RELEASES
+    # The rollback had put the first release back: it is what this upgrade replaced.
+    before = task_lines(run.output, "Remember the release and config to return to")
+    assert before and before[0].startswith("ok:")
+    assert first.exists()
+    etc = provisioned.destdir / "etc/warehouse-voice"
+    assert load_settings(etc / "config.toml").live.voice == "Charon"
+    assert not list(etc.glob("config.toml.*~"))  # the superseded config's backup is gone
 
 
 def test_ansible_lint_passes() -> None:
@@ -358,3 +540,20 @@ def test_ansible_lint_passes() -> None:
         env={**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "NO_COLOR": "1"},
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+
+def test_an_ephemeral_device_gets_a_broker_token_and_loses_the_gemini_key(
+    provisioned: Provisioned, upgraded: Upgraded
+) -> None:
+    assert upgraded.good.returncode == 0, upgraded.good.output[-6000:]
+    credentials = provisioned.destdir / "etc/warehouse-voice/credentials"
+    assert sorted(p.name for p in credentials.iterdir()) == ["broker-token", "inventory-token"]
+    assert (credentials / "broker-token").read_text() == BROKER_TOKEN
+    dropin = provisioned.destdir / "etc/systemd/system/warehouse-voice.service.d/ephemeral.conf"
+    assert dropin.read_text() == (REPO / "systemd/warehouse-voice-ephemeral.conf").read_text()
+    settings = load_settings(provisioned.destdir / "etc/warehouse-voice/config.toml")
+    assert (settings.live.auth, settings.live.broker_url) == (
+        "ephemeral",
+        "https://broker.site.lan:8443",
+    )
+    assert BROKER_TOKEN not in upgraded.good.output
