@@ -78,6 +78,8 @@ TURNS = (30.0, 60.0, 45.0, 15.0, 75.0)
 # Frames larger than this (megapixels) are turned at half size: their modules are large enough.
 TURN_MAX_MP = 2.5
 BUDGET_S = 1.0
+# Mean brightness (0-255) below which a frame is dim.
+DIM = 60
 _VIEW_NUMBERS = itertools.count()
 
 
@@ -182,9 +184,11 @@ def scan(
         # ones that suit large, noisy codes; a large frame is turned at half size only.
         turns = [(half, 0.5, a) for a in TURNS]
         if not large:
-            # Turning blurs a little more; the sharpened frame keeps thin bars apart.
-            sharp = sharp or _sharpen(grey)
-            turns = [(sharp, 1.0, a) for a in TURNS] + turns
+            # Turning blurs a little more; a sharpened frame keeps thin bars apart, except in
+            # a dim frame, where sharpening mostly raises the sensor noise.
+            dim = float(np.asarray(grey, dtype=np.float32).mean()) < DIM
+            source = grey if dim else (sharp or _sharpen(grey))
+            turns = [(source, 1.0, a) for a in TURNS] + turns
         for source, scale, angle in turns:
             if clock() - started > budget_s or _done(found):
                 break

@@ -12,7 +12,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from device.vision.barcodes import CodeFormat, DecodedCode, ScanResult, Sighting, scan_async
+from device.vision.barcodes import DIM, CodeFormat, DecodedCode, ScanResult, Sighting, scan_async
 from device.vision.camera import CameraError
 from device.vision.snapshots import SnapshotStreamer
 
@@ -270,12 +270,8 @@ def _distinct(seen: list[Sighting]) -> list[Sighting]:
     return kept
 
 
-# Below this mean brightness (0-255) a frame is too dark to read small bars.
-DARK = 60
-
-
 def _advice(seen: list[Sighting], frame: ScanResult) -> str:
-    if frame.brightness < DARK:
+    if frame.brightness < DIM:
         return "It's too dark: give it more light, or tilt it towards the light."
     sizes = [s.size for s in seen if s.size]
     if sizes and max(sizes) < frame.width / 5:
