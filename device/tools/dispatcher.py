@@ -111,6 +111,10 @@ class ToolDispatcher:
         """The write waiting for the worker's confirmation, if any."""
         return self._gate.pending
 
+    @property
+    def client(self) -> InventoryClient:
+        return self._client
+
     def confirm(self, source: str = "control") -> bool:
         """The worker confirmed by other means (a dedicated button, the control socket)."""
         return self._gate.confirm(source)
