@@ -8,6 +8,9 @@ read a sample spread over every axis; `python -m device.bench.barcode_set` reads
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from device.bench.barcode_set import (
@@ -23,6 +26,8 @@ from device.bench.barcode_set import (
     run,
     sample,
 )
+from device.bench.cli import main as bench_main
+from device.bench.suite import PHASES
 from device.vision.barcodes import LINEAR, CodeFormat
 
 # Every 11th frame of 780: 71 frames, and 11 shares no factor with the grid's axes (4 formats,
@@ -75,3 +80,15 @@ def test_the_bench_prints_decode_times_at_720p_and_8mp(capsys: pytest.CaptureFix
         "decode 8mp 3280x2464",
     ]
     assert all("median" in line and "p95" in line for line in lines)
+
+
+def test_warehouse_voice_bench_has_a_barcode_phase(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    skip = [arg for other in PHASES if other != "barcode" for arg in ("--skip", other)]
+    code = bench_main(["--quick", "--json", "--workdir", str(tmp_path), *skip])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["failed"] == {}
+    assert list(data["figures"]) == ["barcode_decode_720p_ms", "barcode_decode_8mp_ms"]
+    for figure in data["figures"].values():
+        assert figure["n"] == 5 and 0 < figure["median"] <= figure["tail"]
