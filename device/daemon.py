@@ -39,6 +39,7 @@ from device.tools.operator import BadgeScanner, SignOn
 from device.tools.registry import ToolSet
 from device.tools.write_queue import QueueingInventoryClient, WriteQueue
 from device.vision.eye import Eye
+from device.vision.lookup import inventory_lookup
 from device.wake.listener import build_listener
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,12 @@ async def assemble(
         retry_max_s=settings.audio.reopen_max_s,
     )
     holder: list[Appliance] = []
-    eye = Eye(settings, bus=bus, conversation=lambda: holder[0].conversation if holder else None)
+    eye = Eye(
+        settings,
+        bus=bus,
+        conversation=lambda: holder[0].conversation if holder else None,
+        exists=inventory_lookup(tools.dispatcher.client),
+    )
     if eye.available:
         # A voice-only device does not offer the model tools it cannot run.
         tools.add(eye.tools.declarations(), eye.tools.handlers())

@@ -8,6 +8,7 @@ report.
 
     python -m device.bench.barcode_set              # the full grid at 1280x720
     python -m device.bench.barcode_set --every 7    # every 7th frame
+    python -m device.bench.barcode_set --every 0 --timing 20   # decode times only
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -183,11 +185,53 @@ def report(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def decode_times(size: tuple[int, int], frames: int) -> dict[str, float]:
+    """Seconds the tool's decoder takes per frame at `size`, over a spread of the grid."""
+    cases = sample(grid(size), max(1, len(grid(size)) // frames))[:frames]
+    wall, cpu = [], []
+    for case in cases:
+        still = render(case)
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        decode_barcodes(still)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.thread_time() - cpu_started)
+    return {
+        "frames": len(wall),
+        "median_ms": _ms(statistics.median(wall)),
+        "p95_ms": _ms(_p95(wall)),
+        # CPU time is what a loaded machine does not inflate.
+        "cpu_median_ms": _ms(statistics.median(cpu)),
+        "cpu_p95_ms": _ms(_p95(cpu)),
+    }
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def _p95(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
 def main(argv: Sequence[str] | None = None) -> list[Outcome]:
     parser = argparse.ArgumentParser(prog="python -m device.bench.barcode_set", description=__doc__)
     parser.add_argument("--every", type=int, default=1, help="read every Nth frame (default 1)")
+    parser.add_argument(
+        "--timing", type=int, default=20, metavar="N", help="frames per size to time (default 20)"
+    )
     args = parser.parse_args(argv)
-    outcomes = run(sample(grid(), max(1, args.every)))
+    if args.timing > 0:
+        for name, size in SIZES.items():
+            figures = decode_times(size, args.timing)
+            print(
+                f"decode {name} {size[0]}x{size[1]}: median {figures['median_ms']} ms, "
+                f"p95 {figures['p95_ms']} ms per frame; CPU median {figures['cpu_median_ms']} ms, "
+                f"p95 {figures['cpu_p95_ms']} ms ({figures['frames']} frames)"
+            )
+    if args.every < 1:
+        return []
+    outcomes = run(sample(grid(), args.every))
     print(report(outcomes))
     missed = [o.case.name for o in outcomes if o.plain_ok and not o.tool_ok]
     wrong = [f"{o.case.name}: {o.tool_wrong}" for o in outcomes if o.tool_wrong]

@@ -21,7 +21,7 @@ from device.bench.report import Figure
 if TYPE_CHECKING:  # `warehouse-voice --help` must not pay for the wake stack
     from device.wake.models import ModelSet
 
-PHASES = ("audio", "barge-in", "wake-cpu", "memory", "snapshot", "inventory")
+PHASES = ("audio", "barge-in", "wake-cpu", "memory", "snapshot", "barcode", "inventory")
 
 
 @dataclass
@@ -245,6 +245,24 @@ class Suite:
                 f"{cpu['median_ms'] / 10:.1f}% of one core",
             )
         )
+
+    def _barcode(self) -> None:
+        from device.bench.barcode_set import SIZES, decode_times
+
+        for name, size in SIZES.items():
+            decode = decode_times(size, int(self.plan.pick(5, 20)))
+            self.figures.append(
+                Figure(
+                    f"barcode_decode_{name}_ms",
+                    f"barcode scan of one {size[0]}x{size[1]} frame (CPU)",
+                    "ms",
+                    decode["cpu_median_ms"],
+                    decode["cpu_p95_ms"],
+                    n=int(decode["frames"]),
+                    note=f"wall median {decode['median_ms']} ms, p95 {decode['p95_ms']} ms; "
+                    "frames from the generated barcode set",
+                )
+            )
 
     def _inventory(self) -> None:
         from device.bench.inventory import BACKENDS, run_inventory_bench

@@ -10,11 +10,14 @@ import asyncio
 import logging
 from typing import Any
 
+from gpiozero.exc import PinPWMUnsupported
+
 from device.config import ConfigError, Settings
 from device.events import ErrorRaised, EventBus
 from device.panel.buttons import ButtonSettings, PanelButtons, PanelHandler
+from device.panel.distinct import CHANNELS, collisions, default_patterns, describe
 from device.panel.leds import GpioLeds, LedPanel, LedSettings
-from device.panel.patterns import parse_patterns
+from device.panel.patterns import DEFAULT_PATTERNS, parse_patterns
 from device.panel.pins import PanelConfigError
 from device.panel.state import PanelStateTracker
 
@@ -32,13 +35,23 @@ def pin_factory(settings: Settings) -> Any:
 def panel_settings(settings: Settings) -> tuple[LedSettings, ButtonSettings | None]:
     """Validate the [leds] and [button] sections; errors name the key, as config errors do."""
     leds, button = settings.leds, settings.button
+    channels = [c for c in CHANNELS if c in leds.pins] if leds.kind != "none" else []
     try:
+        base = default_patterns(channels, leds.pwm) if channels else DEFAULT_PATTERNS
+        patterns = parse_patterns(leds.patterns, key="leds.patterns", base=base)
+        groups = collisions(patterns, channels, leds.pwm) if channels else []
+        if groups:
+            raise PanelConfigError(
+                f"leds.patterns: on these LEDs ({', '.join(channels)}, "
+                f"{'PWM' if leds.pwm else 'on/off'}) states look the same: {describe(groups)}; "
+                "give them different colours or rhythms under [leds.patterns]"
+            )
         led_settings = LedSettings(
             kind=leds.kind,
             pins=dict(leds.pins),
             pwm=leds.pwm,
             active_high=leds.active_high,
-            patterns=parse_patterns(leds.patterns, key="leds.patterns"),
+            patterns=patterns,
             wake_flash_s=leds.wake_flash_s,
             warning_s=leds.warning_s,
         )
@@ -78,11 +91,20 @@ class Board:
         )
         try:
             self.factory = pin_factory(self._settings)
-            if led_settings.kind != "none":
+        except Exception as exc:
+            self._unavailable("GPIO", exc)
+            return
+        if led_settings.kind != "none":
+            try:
                 driver = GpioLeds(led_settings, pin_factory=self.factory)
                 self.leds = LedPanel(driver, tracker=self.tracker, patterns=led_settings.patterns)
                 self.leds.attach(self._bus)
-            if button_settings is not None:
+            except Exception as exc:  # gpiozero raises many kinds when there is no usable GPIO
+                self._unavailable("LEDs", exc, pwm=led_settings.pwm)
+                self.leds = None
+        if button_settings is not None:
+            # The talk button works without the LEDs: a dark panel must not cost the worker it.
+            try:
                 self.buttons = PanelButtons(
                     button_settings,
                     handler=self._handler,
@@ -91,12 +113,22 @@ class Board:
                     loop=loop,
                     pin_factory=self.factory,
                 )
-        except Exception as exc:  # gpiozero raises many kinds when there is no usable GPIO
-            log.warning("panel unavailable, continuing voice-only: %s", exc)
-            self._bus.publish(
-                ErrorRaised(where="panel", message=f"GPIO unavailable: {exc}", fatal=False)
+            except Exception as exc:
+                self._unavailable("button", exc)
+                self.buttons = None
+
+    def _unavailable(self, what: str, exc: Exception, *, pwm: bool = False) -> None:
+        # gpiozero's exceptions often carry no message: the type is the reason.
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        hint = ""
+        if pwm and isinstance(exc, PinPWMUnsupported):
+            hint = (
+                "; these pins cannot dim: set leds.pwm = false, or for mock pins "
+                "GPIOZERO_MOCK_PIN_CLASS=mockpwmpin"
             )
-            self.close()
+        message = f"{what} unavailable: {reason}{hint}"
+        log.warning("panel: %s; continuing without", message)
+        self._bus.publish(ErrorRaised(where="panel", message=message, fatal=False))
 
     def close(self) -> None:
         if self.buttons is not None:

@@ -152,10 +152,12 @@ def parse_pattern(table: Mapping[str, Any], key: str, base: Pattern) -> Pattern:
 
 
 def parse_patterns(
-    table: Mapping[str, Any], key: str = "panel.patterns"
+    table: Mapping[str, Any],
+    key: str = "panel.patterns",
+    base: Mapping[PanelState, Pattern] = DEFAULT_PATTERNS,
 ) -> dict[PanelState, Pattern]:
-    """The default patterns with the config's overrides applied on top."""
-    patterns = dict(DEFAULT_PATTERNS)
+    """The default patterns (`base`) with the config's overrides applied on top."""
+    patterns = dict(base)
     for name, spec in table.items():
         try:
             state = PanelState(name)

@@ -138,6 +138,10 @@ class ToolDispatcher:
         consent = self._consents.current
         return consent.pending if consent is not None else None
 
+    @property
+    def client(self) -> InventoryClient:
+        return self._client
+
     def confirm(self, source: str = "control") -> bool:
         """The worker confirmed by other means (a dedicated button, the control socket).
         Counts only after a matching read-back; False otherwise."""

@@ -78,6 +78,8 @@ TURNS = (30.0, 60.0, 45.0, 15.0, 75.0)
 # Frames larger than this (megapixels) are turned at half size: their modules are large enough.
 TURN_MAX_MP = 2.5
 BUDGET_S = 1.0
+# Mean brightness (0-255) below which a frame is dim.
+DIM = 60
 _VIEW_NUMBERS = itertools.count()
 
 
@@ -128,7 +130,6 @@ class _Candidate:
     code: DecodedCode
     views: int = 0
     trusted: bool = False
-    corners: float = 0.0
 
 
 def scan(
@@ -153,6 +154,7 @@ def scan(
     found: dict[tuple[CodeFormat, str], _Candidate] = {}
     seen: list[tuple[int, Sighting]] = []
     zx_all = zxingcpp.BarcodeFormats([_ZXING[f] for f in wanted])
+    brightness = float(np.asarray(grey, dtype=np.float32).mean())
 
     _read_view(grey, zx_all, found, seen, full=True)
     for scale in REDUCED_SCALES:
@@ -182,9 +184,11 @@ def scan(
         # ones that suit large, noisy codes; a large frame is turned at half size only.
         turns = [(half, 0.5, a) for a in TURNS]
         if not large:
-            # Turning blurs a little more; the sharpened frame keeps thin bars apart.
-            sharp = sharp or _sharpen(grey)
-            turns = [(sharp, 1.0, a) for a in TURNS] + turns
+            # Turning blurs a little more; a sharpened frame keeps thin bars apart, except in
+            # a dim frame, where sharpening mostly raises the sensor noise.
+            dim = brightness < DIM
+            source = grey if dim else (sharp or _sharpen(grey))
+            turns = [(source, 1.0, a) for a in TURNS] + turns
         for source, scale, angle in turns:
             if clock() - started > budget_s or _done(found):
                 break
@@ -200,7 +204,7 @@ def scan(
             )
 
     result = ScanResult(
-        brightness=float(np.asarray(grey, dtype=np.float32).mean()),
+        brightness=brightness,
         width=grey.width,
         height=grey.height,
     )
@@ -209,9 +213,10 @@ def scan(
             result.codes.append(candidate.code)
         else:
             result.unconfirmed.append(candidate.code)
+    result.codes, conflicts = _without_conflicts(result.codes)
     result.codes.sort(key=lambda c: (c.x, c.y))
     # A sighting at the place of a code that was read is that code, not another one.
-    result.seen = [s for s in _credible(seen) if not _near_any(s, result.codes)]
+    result.seen = [s for s in _credible(seen) if not _near_any(s, result.codes)] + conflicts
     return result
 
 
@@ -348,6 +353,28 @@ def _place(
         cx = width / 2 + dx * math.cos(rad) - dy * math.sin(rad)
         cy = height / 2 + dx * math.sin(rad) + dy * math.cos(rad)
     return round(cx / scale), round(cy / scale), round(size / scale)
+
+
+# Two reads closer than this (pixels) are of the same label.
+SAME_PLACE = 40
+
+
+def _without_conflicts(codes: list[DecodedCode]) -> tuple[list[DecodedCode], list[Sighting]]:
+    """Two different texts of one format at one place: a checked read beats a vote; two of a
+    kind cancel each other out, since one of them is wrong and we cannot tell which."""
+    kept, conflicts = list(codes), []
+    for a in codes:
+        for b in codes:
+            if a is b or a.format is not b.format or a.text == b.text:
+                continue
+            if math.dist((a.x, a.y), (b.x, b.y)) >= SAME_PLACE:
+                continue
+            a_rank, b_rank = (c.trusted_by != "vote" for c in (a, b))
+            if a_rank <= b_rank and a in kept:
+                kept.remove(a)
+                if a_rank == b_rank:
+                    conflicts.append(Sighting(a.format, a.x, a.y, 0, "conflicting_reads"))
+    return kept, conflicts
 
 
 def _credible(seen: list[tuple[int, Sighting]]) -> list[Sighting]:

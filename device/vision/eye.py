@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from device.config import ConfigError, Settings
 from device.events import Event, EventBus, SessionEnded, SessionStarted
+from device.vision.barcodes import DecodedCode
 from device.vision.camera import CameraError
 from device.vision.camera import CameraSettings as VisionCameraSettings
 from device.vision.snapshots import SnapshotStreamer, start_camera
@@ -44,12 +45,17 @@ def camera_settings(settings: Settings) -> VisionCameraSettings:
 
 class Eye:
     def __init__(
-        self, settings: Settings, *, bus: EventBus, conversation: Callable[[], VideoSink | None]
+        self,
+        settings: Settings,
+        *,
+        bus: EventBus,
+        conversation: Callable[[], VideoSink | None],
+        exists: Callable[[DecodedCode], Awaitable[bool]] | None = None,
     ) -> None:
         cam_settings = camera_settings(settings)
         self._camera = start_camera(cam_settings, bus)
         self.streamer = SnapshotStreamer.from_settings(cam_settings, self._camera, bus)
-        self.tools = VisionTools(self.streamer, snapshots=cam_settings.enabled)
+        self.tools = VisionTools(self.streamer, snapshots=cam_settings.enabled, exists=exists)
         self._conversation = conversation
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe = [self.streamer.attach(bus), bus.subscribe(self._on_event)]

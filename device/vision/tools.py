@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from device.tools.results import OUTSIDE_TEXT, quote
-from device.vision.barcodes import CodeFormat, DecodedCode, ScanResult, Sighting, scan_async
+from device.vision.barcodes import DIM, CodeFormat, DecodedCode, ScanResult, Sighting, scan_async
 from device.vision.camera import CameraError
 from device.vision.snapshots import SnapshotStreamer
 
@@ -274,12 +274,8 @@ def _distinct(seen: list[Sighting]) -> list[Sighting]:
     return kept
 
 
-# Below this mean brightness (0-255) a frame is too dark to read small bars.
-DARK = 60
-
-
 def _advice(seen: list[Sighting], frame: ScanResult) -> str:
-    if frame.brightness < DARK:
+    if frame.brightness < DIM:
         return "It's too dark: give it more light, or tilt it towards the light."
     sizes = [s.size for s in seen if s.size]
     if sizes and max(sizes) < frame.width / 5:

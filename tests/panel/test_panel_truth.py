@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -27,6 +28,8 @@ from device.tools.dispatcher import ToolDispatcher
 from device.tools.inventory_client import InventoryClient
 from device.tools.registry import ToolSet
 
+WaitUntil = Callable[[Callable[[], bool], str], Awaitable[None]]
+
 RGB = {"red": "GPIO12", "green": "GPIO13", "blue": "GPIO19"}
 SCAN = {"name": "scan_barcode", "description": "scan"}
 
@@ -40,7 +43,7 @@ def solid(state: PanelState) -> tuple[float, ...]:
 
 
 async def test_a_cancelled_scan_ends_with_the_led_out_of_tool_running(
-    pin_factory: MockFactory,
+    pin_factory: MockFactory, wait_until: WaitUntil
 ) -> None:
     bus = EventBus()
     finished: list[ToolFinished] = []
@@ -76,8 +79,11 @@ async def test_a_cancelled_scan_ends_with_the_led_out_of_tool_running(
         assert [(f.call_id, f.status) for f in finished] == [("c1", "cancelled")]
         shown: PanelState | None = panel.shown
         assert shown is PanelState.THINKING
-        # Thinking pulses blue: the red and green channels (purple's red) stay dark.
-        assert pins(pin_factory)[0] == 0.0
+        # Thinking pulses blue: purple's red goes dark and stays dark.
+        await wait_until(lambda: pins(pin_factory)[0] == 0.0, "the purple pulse to stop")
+        for _ in range(20):
+            assert pins(pin_factory)[0] == 0.0
+            await asyncio.sleep(0.002)
     finally:
         panel.close()
         await toolset.aclose()

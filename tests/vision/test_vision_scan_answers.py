@@ -12,6 +12,7 @@ from PIL import Image, ImageFilter
 from vision_frames import frame, label, save, scene
 
 from device.events import EventBus
+from device.vision.barcodes import CodeFormat, DecodedCode, _without_conflicts
 from device.vision.camera import DirectorySource
 from device.vision.snapshots import SnapshotStreamer
 from device.vision.tools import VisionTools
@@ -145,3 +146,14 @@ async def test_camera_disabled_keeps_scans_and_sends_no_pictures(tmp_path: Path)
     result = await tools.scan_barcode({})
     assert result["codes"][0]["text"] == "A-14-01"
     assert sent == []
+
+
+def test_two_reads_of_one_label_that_disagree_are_not_both_returned() -> None:
+    checked = DecodedCode("4006381333931", CodeFormat.EAN13, 400, 300, trusted_by="check")
+    voted = DecodedCode("0086318333931", CodeFormat.EAN13, 410, 305, trusted_by="vote")
+    elsewhere = DecodedCode("5901234123457", CodeFormat.EAN13, 900, 300, trusted_by="vote")
+    kept, conflicts = _without_conflicts([checked, voted, elsewhere])
+    assert kept == [checked, elsewhere] and conflicts == []
+    rival = DecodedCode("0086318333931", CodeFormat.EAN13, 405, 300, trusted_by="check")
+    kept, conflicts = _without_conflicts([checked, rival])
+    assert kept == [] and [c.reason for c in conflicts] == ["conflicting_reads"] * 2

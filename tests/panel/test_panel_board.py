@@ -1,0 +1,88 @@
+"""A panel that cannot open says why, and the talk button works without the LEDs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
+
+from device.config import load_settings
+from device.events import ErrorRaised, Event, EventBus
+from device.panel.board import Board
+
+WaitUntil = Callable[[Callable[[], bool], str], Awaitable[None]]
+
+
+class Handler:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def talk_start(self) -> None:
+        self.calls.append("talk_start")
+
+    def talk_end(self) -> None:
+        self.calls.append("talk_end")
+
+    def tap(self) -> None:
+        self.calls.append("tap")
+
+    def long_press(self) -> None:
+        self.calls.append("long_press")
+
+    def confirm(self) -> None:
+        self.calls.append("confirm")
+
+    def interrupt(self) -> None:
+        self.calls.append("interrupt")
+
+    def set_muted(self, muted: bool) -> None:
+        self.calls.append(f"muted={muted}")
+
+
+@pytest.fixture
+def plain_mock_pins() -> Iterator[MockFactory]:
+    """gpiozero's mock pins without the PWM class, as GPIOZERO_PIN_FACTORY=mock gives."""
+    previous = Device.pin_factory
+    factory = MockFactory()
+    Device.pin_factory = factory
+    yield factory
+    factory.reset()
+    Device.pin_factory = previous
+
+
+async def test_leds_that_cannot_open_say_why_and_the_button_still_works(
+    plain_mock_pins: MockFactory, wait_until: WaitUntil, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[leds]\nkind = "rgb"\npwm = true\n[button]\npin = "GPIO17"\n')
+    bus = EventBus()
+    errors: list[str] = []
+
+    def note(event: Event) -> None:
+        if isinstance(event, ErrorRaised):
+            errors.append(event.message)
+
+    bus.subscribe(note)
+    handler = Handler()
+    board = Board(load_settings(config), bus=bus, handler=handler)
+    board.open(asyncio.get_running_loop())
+    try:
+        assert board.leds is None
+        assert len(errors) == 1
+        assert errors[0].startswith("LEDs unavailable: PinPWMUnsupported")
+        assert "leds.pwm = false" in errors[0]
+        assert board.buttons is not None
+        button = plain_mock_pins.pin("GPIO17")
+        button.drive_low()
+        await asyncio.sleep(0.05)
+        button.drive_high()
+        # A tap, or a hold if this loaded machine was slow to release: either way it got through.
+        await wait_until(
+            lambda: bool({"tap", "talk_end"} & set(handler.calls)), "the press to reach the handler"
+        )
+    finally:
+        board.close()
