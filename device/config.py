@@ -57,7 +57,7 @@ class DeviceSettings(_Section):
 
 
 class LiveSettings(_Section):
-    model: str = Field("gemini-3.1-flash-live-preview", min_length=1)
+    model: str = Field("gemini-3.8-live", min_length=1)
     api_version: str = "v1beta"
     base_url: str = ""
     ca_file: Path | None = None
@@ -65,7 +65,8 @@ class LiveSettings(_Section):
     voice: str = "Kore"
     language: str = ""
     instructions: Path = Path("instructions.md")
-    thinking_level: Literal["minimal", "low", "medium", "high"] = "minimal"
+    # Unset: the model's own default (device.live.models); 3.8 takes none at all.
+    thinking_level: Literal["minimal", "low", "medium", "high"] | None = None
     input_transcription: bool = True
     output_transcription: bool = True
     turn_detection: Literal["server", "manual"] = "server"
@@ -285,9 +286,24 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
 
 def settings_from_dict(raw: dict[str, Any], *, base_dir: Path = REPO_CONFIG_DIR) -> Settings:
     try:
-        return Settings.model_validate({**raw, "base_dir": base_dir})
+        settings = Settings.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as exc:
         raise _explain(exc) from None
+    _check_model(settings.live)
+    return settings
+
+
+def _check_model(live: LiveSettings) -> None:
+    """Refuse a setting the chosen Live model refuses (the table in device.live.models)."""
+    from device.live.models import caps_for, known, refusal
+
+    caps = caps_for(live.model, warn=not known(live.model))
+    refused = refusal(caps, thinking_level=live.thinking_level)
+    if refused is not None:
+        key, why = refused
+        raise ConfigError(
+            f"live.{key}", why, "remove it, or set live.model to a model that takes it"
+        )
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -27,9 +27,11 @@ from google.genai import errors, types
 from device.config import ConfigError, Settings, read_secret
 from device.live.cues import CuePlayer
 from device.live.local_tools import with_local_tools
+from device.live.models import caps_for
 from device.live.policy import SessionPolicy
 from device.live.protocols import LiveSessionLike
 from device.live.tokens import BrokerTokens, EphemeralToken
+from device.live.tool_modes import with_behavior
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ def build_connect_config(
     resumption_handle: str | None = None,
 ) -> types.LiveConnectConfig:
     live = settings.live
+    caps = caps_for(live.model)
     speech: dict[str, Any] = {
         "voice_config": {"prebuilt_voice_config": {"voice_name": live.voice}},
     }
@@ -82,7 +85,6 @@ def build_connect_config(
         "response_modalities": [types.Modality.AUDIO],
         "speech_config": speech,
         "system_instruction": instructions,
-        "thinking_config": {"thinking_level": live.thinking_level.upper()},
         "realtime_input_config": {
             "automatic_activity_detection": {
                 "disabled": manual,
@@ -101,6 +103,10 @@ def build_connect_config(
         # Always asked for: resumption updates are what a reconnect resumes from.
         "session_resumption": {"handle": resumption_handle} if resumption_handle else {},
     }
+    # The model table decides what this model takes; 3.8 refuses any thinking config.
+    thinking = live.thinking_level or caps.default_thinking
+    if thinking is not None and thinking in caps.thinking_levels:
+        config["thinking_config"] = {"thinking_level": thinking.upper()}
     if live.input_transcription:
         config["input_audio_transcription"] = {}
     if live.output_transcription:
@@ -109,6 +115,8 @@ def build_connect_config(
         config["context_window_compression"] = {"sliding_window": {}}
     if live.end_session_tool:
         function_declarations = with_local_tools(function_declarations)
+    # BLOCKING or NON_BLOCKING per tool, where the model runs calls asynchronously.
+    function_declarations = with_behavior(caps, function_declarations)
     if function_declarations:
         config["tools"] = [{"function_declarations": function_declarations}]
     return types.LiveConnectConfig(**config)

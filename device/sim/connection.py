@@ -23,6 +23,7 @@ from device.sim import wire
 from device.sim.answers import ToolAnswers
 from device.sim.goaway import GoAway
 from device.sim.listener import Listener
+from device.sim.model_rules import check_setup, declared_behaviors
 from device.sim.record import (
     Checkpoint,
     ConnectionRecord,
@@ -89,6 +90,8 @@ class Connection:
         # After a scripted "lost in flight" close, frames still arriving are never consumed.
         self._deaf = False
         self._closed_event = asyncio.Event()
+        self._behaviors: dict[str, str] = {}
+        self._default_behavior = "BLOCKING"
 
     # The channel interface `turns.play_turn` uses.
 
@@ -117,8 +120,15 @@ class Connection:
     def expect_tool_responses(self, ids: set[str], turn: int, lose_with: int | None) -> None:
         self._answers.expect(ids, turn, lose_with)
 
-    async def wait_tool_responses(self, timeout_s: float) -> ToolWait:
-        return await self._answers.wait(timeout_s, self.barge_in)
+    async def wait_tool_responses(self, timeout_s: float, cancel_on_input: bool = True) -> ToolWait:
+        return await self._answers.wait(timeout_s, self.barge_in if cancel_on_input else None)
+
+    def behavior(self, name: str) -> str:
+        return self._behaviors.get(name, self._default_behavior)
+
+    def reply_started(self) -> None:
+        if self.scenario.handles_during_tools:
+            self._issue_handle("reply")
 
     def checkpoint(self, phase: Phase, pending: tuple[str, ...] = ()) -> None:
         if self.scenario.handles_during_tools:
@@ -158,6 +168,7 @@ class Connection:
                 # The script closed the socket: the writer still has that close queued.
                 done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._note_cut_reply()
             timers = self._goaway.stop()
             for task in tasks:
                 task.cancel()
@@ -168,6 +179,15 @@ class Connection:
                 log.error("emulator task %s failed", task.get_name(), exc_info=task.exception())
                 await self.close_now(wire.CLOSE_INTERNAL, f"emulator bug: {task.exception()!r}")
         self._notify()
+
+    def _note_cut_reply(self) -> None:
+        """The connection is ending: a reply it was streaming goes on after a resume."""
+        turn = self.record.turns[-1] if self.record.turns else None
+        if turn is None or turn.generation_complete or turn.interrupted or not turn.reply_pcm:
+            return
+        self.script.cut_reply(
+            self._session_id, self._position, turn.reply_offset + len(turn.reply_pcm)
+        )
 
     async def _receive_setup(self) -> None:
         message = self._decode(await self.ws.recv())
@@ -187,6 +207,8 @@ class Connection:
             setup = self._gate(self.record, setup)
         if not isinstance(setup.get("model"), str) or not setup["model"]:
             raise wire.WireError("setup.model is required, for example models/gemini-...")
+        check_setup(setup)
+        self._behaviors, self._default_behavior = declared_behaviors(setup)
         resumption = setup.get("session_resumption")
         handle = resumption.get("handle") if isinstance(resumption, dict) else None
         self.record.resumption_handle = handle
@@ -223,6 +245,7 @@ class Connection:
                     scenario_turn=self.script.turn_index(self._position),
                     end_reason="resumed",
                     end_sample=0,
+                    reply_offset=self._start.offset,
                 )
             )
             if self._start.phase == "tools":
@@ -255,6 +278,11 @@ class Connection:
         self.record.close_code, self.record.close_reason = code, reason
         self.record.closed_by = "server"
         self._notify()
+        if code == wire.CLOSE_ABNORMAL:
+            # A dropped link: what was written still arrives, then the socket ends with no
+            # close frame, which the client sees as 1006.
+            self.ws.transport.close()
+            return
         with contextlib.suppress(ConnectionClosed):
             await self.ws.close(code, wire.close_reason(reason))
 
@@ -409,12 +437,22 @@ class Connection:
         self.listener.start_response()
         try:
             outcome = await play_turn(
-                self, spec, audio, record, turn_no, index, start=start, pending=pending
+                self,
+                spec,
+                audio,
+                record,
+                turn_no,
+                index,
+                start=start,
+                pending=pending,
+                offset=record.reply_offset,
+                filler=self.script.fillers[index],
             )
         finally:
             self.listener.end_response()
         if outcome == "closed":
             return False
+        self.script.cut_reply(self._session_id, self._position, None)
         self._position += 1
         self.script.advance(self._position)
         self._issue_handle("idle")
