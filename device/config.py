@@ -69,6 +69,8 @@ class LiveSettings(_Section):
     thinking_level: Literal["minimal", "low", "medium", "high"] | None = None
     input_transcription: bool = True
     output_transcription: bool = True
+    # What a camera frame costs: low is about 64 tokens a frame on 3.8, medium about 256.
+    media_resolution: Literal["low", "medium", "high"] = "low"
     turn_detection: Literal["server", "manual"] = "server"
     silence_ms: int = Field(500, ge=100, le=5000)
     prefix_padding_ms: int = Field(100, ge=0, le=2000)

@@ -82,6 +82,7 @@ class Suite:
         return self._models
 
     def _audio(self) -> None:
+        from device.bench.click_server import BARGE_IN_STREAM_SPEED
         from device.bench.roundtrip import measure
 
         plan = self.plan
@@ -132,8 +133,8 @@ class Suite:
                 raw["barge_in_stop_ms"],
                 target_median=20,
                 note="from the emulator sending `interrupted` to the speaker having dropped "
-                f"its audio; {raw['cut_clicks']} clicks still on their way to the speaker were "
-                "never heard",
+                f"its audio, reply streamed {BARGE_IN_STREAM_SPEED:g}x faster than real time; "
+                f"{raw['cut_clicks']} clicks still on their way to the speaker were never heard",
             ),
         ]
         if models is not None:

@@ -107,6 +107,8 @@ def build_connect_config(
     thinking = live.thinking_level or caps.default_thinking
     if thinking is not None and thinking in caps.thinking_levels:
         config["thinking_config"] = {"thinking_level": thinking.upper()}
+    if caps.media_resolution:
+        config["media_resolution"] = f"MEDIA_RESOLUTION_{live.media_resolution.upper()}"
     if live.input_transcription:
         config["input_audio_transcription"] = {}
     if live.output_transcription:

@@ -39,10 +39,12 @@ class Outgoing:
 
 
 class Outbox:
-    def __init__(self, *, max_audio_bytes: int) -> None:
+    def __init__(self, *, max_audio_bytes: int, max_video_frames: int = 2) -> None:
         self._items: deque[Outgoing] = deque()
         self._ready = asyncio.Event()
         self._max_audio = max_audio_bytes
+        # While the link is down frames pile up; only the newest say what the worker shows.
+        self._max_video = max_video_frames
         self._audio_bytes = 0
 
     def __len__(self) -> int:
@@ -101,6 +103,9 @@ class Outbox:
             oldest = next(i for i in self._items if i.kind == "audio")
             self._items.remove(oldest)
             self._audio_bytes -= len(oldest.payload)
+        frames = [i for i in self._items if i.kind == "video"]
+        for stale in frames[: max(0, len(frames) - self._max_video)]:
+            self._items.remove(stale)
 
 
 @dataclass(frozen=True)

@@ -99,3 +99,8 @@ def test_an_unknown_model_is_allowed_with_a_warning_and_the_newest_rules(  # typ
         write(tmp_path, 'model = "gemini-4.0-live"\nthinking_level = "low"\n'), capsys
     )
     assert code == 78 and "live.thinking_level" in err[0]
+
+
+def test_frames_cost_low_by_default() -> None:
+    assert setup_for()["media_resolution"] == "MEDIA_RESOLUTION_LOW"
+    assert setup_for(media_resolution="medium")["media_resolution"] == "MEDIA_RESOLUTION_MEDIUM"
