@@ -71,6 +71,11 @@ class LiveSettings(_Section):
     output_transcription: bool = True
     # What a camera frame costs: low is about 64 tokens a frame on 3.8, medium about 256.
     media_resolution: Literal["low", "medium", "high"] = "low"
+    # Bias the service's transcription toward the site's SKUs, bins and product names (read
+    # from the inventory API at session start, cached, refreshed every vocabulary_refresh_s).
+    custom_vocabulary: bool = True
+    vocabulary_max_terms: int = Field(200, ge=1, le=1000)
+    vocabulary_refresh_s: float = Field(600.0, ge=10, le=86400)
     turn_detection: Literal["server", "manual"] = "server"
     silence_ms: int = Field(500, ge=100, le=5000)
     prefix_padding_ms: int = Field(100, ge=0, le=2000)

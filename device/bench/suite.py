@@ -212,6 +212,19 @@ class Suite:
 
     def _inventory(self) -> None:
         from device.bench.inventory import run_inventory_bench
+        from device.bench.vocabulary import setup_vocabulary
+
+        vocabulary = asyncio.run(setup_vocabulary())
+        self.figures.append(
+            Figure(
+                "custom_vocabulary_terms",
+                "setup custom_vocabulary",
+                "terms",
+                vocabulary["terms"],
+                note=f"{vocabulary['characters']:.0f} characters, demo warehouse over HTTP; "
+                f"bounded by live.vocabulary_max_terms ({vocabulary['max_terms']:.0f})",
+            )
+        )
 
         result = run_inventory_bench(16, self.plan.pick(3, 10))
         rps = result["requests_per_s"]

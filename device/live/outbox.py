@@ -45,6 +45,7 @@ class Outbox:
         self._max_audio = max_audio_bytes
         # While the link is down frames pile up; only the newest say what the worker shows.
         self._max_video = max_video_frames
+        self.link_up = False
         self._audio_bytes = 0
 
     def __len__(self) -> int:
@@ -103,6 +104,8 @@ class Outbox:
             oldest = next(i for i in self._items if i.kind == "audio")
             self._items.remove(oldest)
             self._audio_bytes -= len(oldest.payload)
+        if self.link_up:
+            return
         frames = [i for i in self._items if i.kind == "video"]
         for stale in frames[: max(0, len(frames) - self._max_video)]:
             self._items.remove(stale)

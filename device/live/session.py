@@ -260,7 +260,11 @@ class Conversation:
                 session = await stack.enter_async_context(opener)
             link = self._begin_link(session, resumed=resumed)
             up = time.monotonic()
-            end = await link.run(self._hangup)
+            self.outbox.link_up = True
+            try:
+                end = await link.run(self._hangup)
+            finally:
+                self.outbox.link_up = False
             self._link = None
             # Nothing is flushed here: audio already received keeps playing across the seam,
             # and the resumed session goes on where this one stopped.

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from device.sim import wire
 from device.sim.answers import ToolAnswers
 from device.sim.goaway import GoAway
+from device.sim.inbound import ClientFrames
 from device.sim.listener import Listener
 from device.sim.model_rules import check_setup, declared_behaviors
 from device.sim.record import (
@@ -29,7 +30,6 @@ from device.sim.record import (
     ConnectionRecord,
     FaultRecord,
     TurnRecord,
-    VideoFrame,
 )
 from device.sim.scenario import Scenario
 from device.sim.script import Phase, Script, Start, UnknownHandle
@@ -38,7 +38,6 @@ from device.sim.vad import VadConfigError, VadSettings
 
 log = logging.getLogger(__name__)
 
-_MESSAGE_TYPES = ("setup", "client_content", "realtime_input", "tool_response", "context_update")
 _VIDEO_TOKENS_PER_FRAME = 258
 
 # Checks a connection's setup before the session starts (the ephemeral-token gate): returns the
@@ -59,7 +58,7 @@ class _Close:
     on_closed: Callable[[], None] | None
 
 
-class Connection:
+class Connection(ClientFrames):
     def __init__(
         self,
         ws: ServerConnection,
@@ -252,25 +251,6 @@ class Connection:
                 self.expect_tool_responses(set(self._start.pending), 0, None)
         self._notify()
 
-    def _decode(self, data: str | bytes) -> dict[str, Any]:
-        self.record.frames_received += 1
-        try:
-            message = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise wire.WireError(f"Invalid JSON payload received: {exc}") from exc
-        if not isinstance(message, dict) or len(message) != 1:
-            raise wire.WireError(
-                "a client message must be a JSON object with exactly one of "
-                "setup, clientContent, realtimeInput, toolResponse"
-            )
-        key, body = next(iter(message.items()))
-        kind = wire.to_snake(key)
-        if kind not in _MESSAGE_TYPES:
-            raise wire.WireError(f"Invalid JSON payload received. Unknown name {key!r}")
-        if not isinstance(body, dict):
-            raise wire.WireError(f"{key} must be a JSON object")
-        return {kind: body}
-
     async def close_now(self, code: int, reason: str) -> None:
         if self._closing:
             return
@@ -327,68 +307,10 @@ class Connection:
         except ConnectionClosed as exc:
             self._client_closed(exc)
 
-    # Client frames.
-
-    def _handle(self, kind: str, body: dict[str, Any]) -> None:
-        if kind == "setup":
-            raise wire.WireError("setup may only be sent once, as the first message")
-        if kind == "realtime_input":
-            self._realtime_input(body)
-        elif kind == "tool_response":
-            self._answers.receive(body)
-        elif kind == "client_content":
-            self._client_content(body)
-
-    def _realtime_input(self, body: dict[str, Any]) -> None:
-        for name in ("audio", "video"):
-            if name in body:
-                self._blob(body[name], f"realtimeInput.{name}")
-        chunks = body.get("media_chunks") or []
-        if not isinstance(chunks, list):
-            raise wire.WireError("realtimeInput.mediaChunks must be a list of blobs")
-        for i, chunk in enumerate(chunks):
-            self._blob(chunk, f"realtimeInput.mediaChunks[{i}]")
-        if "activity_start" in body:
-            self.listener.activity_start()
-        if "activity_end" in body:
-            self.listener.activity_end()
-        if body.get("audio_stream_end"):
-            self.listener.audio_stream_end()
-        if isinstance(body.get("text"), str) and body["text"]:
-            self.record.texts.append(body["text"])
-            self.listener.text(body["text"], "text")
-
-    def _blob(self, blob: Any, field: str) -> None:
-        if not isinstance(blob, dict):
-            raise wire.WireError(f"{field} must be an object with data and mimeType")
-        mime = str(blob.get("mime_type") or "")
-        data = wire.decode_base64(blob.get("data"), field=f"{field}.data")
-        if mime.startswith("audio/"):
-            if not mime.startswith("audio/pcm"):
-                raise wire.WireError(f"{field}.mimeType {mime!r}: send audio/pcm;rate=16000")
-            self.listener.audio(data, wire.pcm_rate(mime))
-            self._check_goaway()
-        elif mime.startswith("image/"):
-            self.record.video_frames.append(VideoFrame(mime, data, self.record.audio_samples))
-        else:
-            raise wire.WireError(f"{field}.mimeType {mime!r} is not audio/pcm or image/*")
-
     def _lose_in_flight(self, code: int) -> None:
         # The scripted fault: the answer is lost and the socket closes unread.
         self._deaf = True
         self.close(code, "Internal error encountered." if code == 1011 else f"code {code}")
-
-    def _client_content(self, body: dict[str, Any]) -> None:
-        texts = [
-            part["text"]
-            for turn in body.get("turns") or []
-            if isinstance(turn, dict)
-            for part in turn.get("parts") or []
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        ]
-        self.record.texts.extend(texts)
-        if body.get("turn_complete"):
-            self.listener.text(" ".join(texts), "client_content")
 
     def go_away(self, detail: str) -> None:
         self._goaway.now(detail)

@@ -18,3 +18,11 @@ async def test_frames_queued_during_a_reconnect_are_bounded() -> None:
     assert frames == [b"frame-28", b"frame-29"]
     assert sum(i.kind == "audio" for i in items) == 30
     assert items[0].kind == "activity_start"
+
+
+async def test_a_link_that_is_up_keeps_every_frame() -> None:
+    outbox = Outbox(max_audio_bytes=10_000, max_video_frames=2)
+    outbox.link_up = True
+    for i in range(5):
+        outbox.put(Outgoing("video", f"frame-{i}".encode()))
+    assert len(outbox) == 5

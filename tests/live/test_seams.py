@@ -216,3 +216,22 @@ async def test_interrupted_with_seconds_queued_is_silent_within_one_buffer(  # t
     assert after <= speaker.buffer_bytes
     assert played(tmp_path / "reply.wav") == rig.emulator.reply_audio(0)[: speaker.played_bytes]
     await rig.finish()
+
+
+async def test_a_1008_mid_reply_ends_without_an_interruption(  # type: ignore[no-untyped-def]
+    rig_factory, mic_script, tmp_path: Path
+) -> None:
+    """A fatal close reconnects nothing, so nothing is logged as interrupted by a reconnect;
+    what was received still plays, before the error cue."""
+    scn = two_turns({"close_code": 1008, "close_after_ms": 800})
+    rig = await seam_rig(rig_factory, mic_script, scn)
+    await rig.start()
+    rig.appliance.tap()
+    await rig.wait_until_idle_after_session(timeout_s=60)
+    await rig.finish()
+    record: EmulatorRecord = rig.emulator.record
+    assert len(record.connections) == 1 and record.connections[0].close_code == 1008
+    events = read_events(tmp_path / "events.jsonl")
+    assert not [e for e in events if e["kind"] == "interrupted"]
+    # All of it, then the spoken error cue.
+    assert played(tmp_path / "reply.wav").startswith(sent(record))
