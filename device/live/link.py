@@ -237,7 +237,8 @@ class Link:
             if reason is not None:
                 return LinkEnd("done", reason)
             if self.goaway_deadline is not None and now >= self.goaway_deadline:
-                if not self.responding or self._past_close(now):
+                # Only reply audio on its way is worth waiting for; a silent model is not.
+                if not self.owner.reply_streaming or self._past_close(now):
                     return self._switch("the goAway deadline came before a turn boundary")
                 if not self.holding:
                     # Leaving now would lose the reply frames already on their way: stop

@@ -129,6 +129,11 @@ class Conversation:
     def connections(self) -> int:
         return self._links
 
+    @property
+    def reply_streaming(self) -> bool:
+        """Reply audio is arriving (from its first piece until turnComplete or interrupted)."""
+        return self._reply_streaming
+
     # -- called by the appliance (never blocks) -------------------------------------------
 
     def send_audio(self, pcm: bytes) -> None:
