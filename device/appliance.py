@@ -139,6 +139,8 @@ class Appliance:
         self._talking = False
         if self._conversation is not None:
             self._conversation.mark("activity_end" if self._manual else "audio_stream_end")
+            # The open session shows listening; with server turn detection it must hear too.
+            self._open_mic = not self._manual
 
     def tap(self) -> None:
         """A short press: open a hands-free conversation, or end the open one."""

@@ -59,7 +59,7 @@ class DeviceSettings(_Section):
 
 
 class LiveSettings(_Section):
-    model: str = Field("gemini-3.1-flash-live-preview", min_length=1)
+    model: str = Field("gemini-3.8-live", min_length=1)
     api_version: str = "v1beta"
     base_url: str = ""
     ca_file: Path | None = None
@@ -67,9 +67,17 @@ class LiveSettings(_Section):
     voice: str = "Kore"
     language: str = ""
     instructions: Path = Path("instructions.md")
-    thinking_level: Literal["minimal", "low", "medium", "high"] = "minimal"
+    # Unset: the model's own default (device.live.models); 3.8 takes none at all.
+    thinking_level: Literal["minimal", "low", "medium", "high"] | None = None
     input_transcription: bool = True
     output_transcription: bool = True
+    # What a camera frame costs: low is about 64 tokens a frame on 3.8, medium about 256.
+    media_resolution: Literal["low", "medium", "high"] = "low"
+    # Bias the service's transcription toward the site's SKUs, bins and product names (read
+    # from the inventory API at session start, cached, refreshed every vocabulary_refresh_s).
+    custom_vocabulary: bool = True
+    vocabulary_max_terms: int = Field(200, ge=1, le=1000)
+    vocabulary_refresh_s: float = Field(600.0, ge=10, le=86400)
     turn_detection: Literal["server", "manual"] = "server"
     silence_ms: int = Field(500, ge=100, le=5000)
     prefix_padding_ms: int = Field(100, ge=0, le=2000)
@@ -307,9 +315,24 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
 
 def settings_from_dict(raw: dict[str, Any], *, base_dir: Path = REPO_CONFIG_DIR) -> Settings:
     try:
-        return Settings.model_validate({**raw, "base_dir": base_dir})
+        settings = Settings.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as exc:
         raise _explain(exc) from None
+    _check_model(settings.live)
+    return settings
+
+
+def _check_model(live: LiveSettings) -> None:
+    """Refuse a setting the chosen Live model refuses (the table in device.live.models)."""
+    from device.live.models import caps_for, known, refusal
+
+    caps = caps_for(live.model, warn=not known(live.model))
+    refused = refusal(caps, thinking_level=live.thinking_level)
+    if refused is not None:
+        key, why = refused
+        raise ConfigError(
+            f"live.{key}", why, "remove it, or set live.model to a model that takes it"
+        )
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -129,6 +129,7 @@ def live_connector(settings: Settings, resolved: Resolved, tools: ToolRunner) ->
         instructions=resolved.instructions,
         declarations=tools.declarations(),
         api_key=resolved.api_key,
+        inventory_token=resolved.inventory_token,
     )
 
 

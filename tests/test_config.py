@@ -57,7 +57,7 @@ def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str
 
 def test_the_documented_default_config_parses() -> None:
     settings = load_settings(REPO_CONFIG_DIR / "config.toml")
-    assert settings.live.model == "gemini-3.1-flash-live-preview"
+    assert settings.live.model == "gemini-3.8-live"
     assert settings.live.api_version == "v1beta"
     assert settings.audio.chunk_ms == 20
 

@@ -63,13 +63,22 @@ class _Timeline:
         return self.stopping
 
 
+# Barge-in replies stream this many times faster than real time, as the service's do, so the
+# speaker holds seconds of reply when `interrupted` comes.
+BARGE_IN_STREAM_SPEED = 4.0
+
+
 def scenario(reply_wav: Path, turns: int, barge_ins: int, interrupt_ms: int) -> Scenario:
+    # Round-trip replies are paced in real time: a click's due time is when its chunk leaves.
     plain = TurnSpec(reply_audio=reply_wav, audio_chunk_ms=CHUNK_MS)
-    cut = plain.model_copy(update={"interrupt_after_ms": interrupt_ms})
+    cut = plain.model_copy(
+        update={"interrupt_after_ms": interrupt_ms, "audio_pace": BARGE_IN_STREAM_SPEED}
+    )
     return Scenario(
         name="bench-clicks",
         description="replies made of clicks, for the round-trip and barge-in benchmarks",
         resumption=False,
+        stream_speed=1.0,
         turns=[plain] * turns + [cut] * barge_ins,
     )
 

@@ -82,6 +82,7 @@ class Suite:
         return self._models
 
     def _audio(self) -> None:
+        from device.bench.click_server import BARGE_IN_STREAM_SPEED
         from device.bench.roundtrip import measure
 
         plan = self.plan
@@ -132,8 +133,8 @@ class Suite:
                 raw["barge_in_stop_ms"],
                 target_median=20,
                 note="from the emulator sending `interrupted` to the speaker having dropped "
-                f"its audio; {raw['cut_clicks']} clicks still on their way to the speaker were "
-                "never heard",
+                f"its audio, reply streamed {BARGE_IN_STREAM_SPEED:g}x faster than real time; "
+                f"{raw['cut_clicks']} clicks still on their way to the speaker were never heard",
             ),
         ]
         if models is not None:
@@ -266,7 +267,19 @@ class Suite:
 
     def _inventory(self) -> None:
         from device.bench.inventory import BACKENDS, run_inventory_bench
+        from device.bench.vocabulary import setup_vocabulary
 
+        vocabulary = asyncio.run(setup_vocabulary())
+        self.figures.append(
+            Figure(
+                "custom_vocabulary_terms",
+                "setup custom_vocabulary",
+                "terms",
+                vocabulary["terms"],
+                note=f"{vocabulary['characters']:.0f} characters, demo warehouse over HTTP; "
+                f"bounded by live.vocabulary_max_terms ({vocabulary['max_terms']:.0f})",
+            )
+        )
         for backend in BACKENDS:
             self._inventory_on(backend, run_inventory_bench(16, self.plan.pick(3, 10), backend))
 

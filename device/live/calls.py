@@ -70,6 +70,7 @@ class ToolCalls:
         deliver: Callable[[types.FunctionResponse], None],
         local: Mapping[str, LocalTool],
         changed: Callable[[], None],
+        schedule: Callable[[str], types.FunctionResponseScheduling | None] | None = None,
     ) -> None:
         self._tools = tools
         self._session_id = session_id
@@ -78,6 +79,7 @@ class ToolCalls:
         self._deliver = deliver
         self._local = local
         self._changed = changed
+        self._schedule = schedule or (lambda _name: None)
         self._calls: dict[str, _Call] = {}
         self._generation = 0
 
@@ -173,7 +175,9 @@ class ToolCalls:
             self._changed()
         if state.cancelled or state.generation != self._generation:
             return
-        state.answer = types.FunctionResponse(id=call_id, name=name, response=result)
+        state.answer = types.FunctionResponse(
+            id=call_id, name=name, response=result, scheduling=self._schedule(name)
+        )
         self._queue(state)
 
     async def _call_with_deadline(

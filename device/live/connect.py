@@ -27,9 +27,12 @@ from google.genai import errors, types
 from device.config import ConfigError, Settings, read_secret
 from device.live.cues import CuePlayer
 from device.live.local_tools import with_local_tools
+from device.live.models import caps_for
 from device.live.policy import SessionPolicy
 from device.live.protocols import LiveSessionLike
 from device.live.tokens import BrokerTokens, EphemeralToken
+from device.live.tool_modes import with_behavior
+from device.live.vocabulary import SiteVocabulary, inventory_fetch
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +73,10 @@ def build_connect_config(
     instructions: str,
     function_declarations: list[dict[str, Any]],
     resumption_handle: str | None = None,
+    vocabulary: list[str] | None = None,
 ) -> types.LiveConnectConfig:
     live = settings.live
+    caps = caps_for(live.model)
     speech: dict[str, Any] = {
         "voice_config": {"prebuilt_voice_config": {"voice_name": live.voice}},
     }
@@ -82,7 +87,6 @@ def build_connect_config(
         "response_modalities": [types.Modality.AUDIO],
         "speech_config": speech,
         "system_instruction": instructions,
-        "thinking_config": {"thinking_level": live.thinking_level.upper()},
         "realtime_input_config": {
             "automatic_activity_detection": {
                 "disabled": manual,
@@ -101,14 +105,26 @@ def build_connect_config(
         # Always asked for: resumption updates are what a reconnect resumes from.
         "session_resumption": {"handle": resumption_handle} if resumption_handle else {},
     }
+    # The model table decides what this model takes; 3.8 refuses any thinking config.
+    thinking = live.thinking_level or caps.default_thinking
+    if thinking is not None and thinking in caps.thinking_levels:
+        config["thinking_config"] = {"thinking_level": thinking.upper()}
+    if caps.media_resolution:
+        config["media_resolution"] = f"MEDIA_RESOLUTION_{live.media_resolution.upper()}"
     if live.input_transcription:
-        config["input_audio_transcription"] = {}
+        config["input_audio_transcription"] = (
+            {"custom_vocabulary": vocabulary}
+            if vocabulary and caps.custom_vocabulary and live.custom_vocabulary
+            else {}
+        )
     if live.output_transcription:
         config["output_audio_transcription"] = {}
     if live.context_compression:
         config["context_window_compression"] = {"sliding_window": {}}
     if live.end_session_tool:
         function_declarations = with_local_tools(function_declarations)
+    # BLOCKING or NON_BLOCKING per tool, where the model runs calls asynchronously.
+    function_declarations = with_behavior(caps, function_declarations)
     if function_declarations:
         config["tools"] = [{"function_declarations": function_declarations}]
     return types.LiveConnectConfig(**config)
@@ -140,6 +156,7 @@ class LiveConnector:
         tokens: BrokerTokens | None = None,
         policy: SessionPolicy | None = None,
         cues: CuePlayer | None = None,
+        vocabulary: SiteVocabulary | None = None,
     ) -> None:
         if (api_key is None) == (tokens is None):
             raise ValueError("LiveConnector needs exactly one of api_key or tokens")
@@ -147,6 +164,8 @@ class LiveConnector:
         self.instructions = instructions
         self.declarations = declarations
         self.tokens = tokens
+        self.vocabulary = vocabulary
+        self.terms: list[str] = []  # the custom_vocabulary of the newest setup
         self.policy = policy or SessionPolicy.from_settings(settings.live)
         self.cues = cues or CuePlayer(settings.path(settings.live.cues_dir))
         self.client = build_client(settings, api_key) if api_key is not None else None
@@ -164,7 +183,12 @@ class LiveConnector:
             instructions=self.instructions,
             function_declarations=self.declarations,
             resumption_handle=handle,
+            vocabulary=self.terms,
         )
+
+    async def refresh_vocabulary(self) -> None:
+        if self.vocabulary is not None and self.settings.live.custom_vocabulary:
+            self.terms = await self.vocabulary.terms()
 
     async def probe(self) -> bool:
         """Can a TCP connection reach the Live endpoint (and the broker, with tokens)?"""
@@ -206,6 +230,7 @@ class LiveOpener:
 
     async def _enter(self, stack: contextlib.AsyncExitStack, handle: str | None) -> LiveSessionLike:
         connector = self._connector
+        await connector.refresh_vocabulary()
         model, config = connector.settings.live.model, connector.config(handle)
         if connector.client is not None:
             return await stack.enter_async_context(_connect(connector.client, model, config))
@@ -244,8 +269,28 @@ def _connect(
     return session
 
 
+def site_vocabulary(settings: Settings, inventory_token: str | None) -> SiteVocabulary | None:
+    """The site's custom_vocabulary source, unless switched off or without an inventory token."""
+    live, tools = settings.live, settings.tools
+    if not live.custom_vocabulary or not inventory_token:
+        return None
+    fetch = inventory_fetch(
+        tools.inventory_url,
+        inventory_token,
+        zone=settings.device.zone,
+        confirm_words=tools.confirm_words,
+        max_terms=live.vocabulary_max_terms,
+    )
+    return SiteVocabulary(fetch, fallback=tools.confirm_words, refresh_s=live.vocabulary_refresh_s)
+
+
 def live_connector(
-    settings: Settings, *, instructions: str, declarations: list[dict[str, Any]], api_key: str
+    settings: Settings,
+    *,
+    instructions: str,
+    declarations: list[dict[str, Any]],
+    api_key: str,
+    inventory_token: str | None = None,
 ) -> LiveConnector:
     """The connector factory for `settings.live.auth`; what the daemon hands the appliance.
 
@@ -264,7 +309,11 @@ def live_connector(
         ca_file = settings.path(live.broker_ca_file) if live.broker_ca_file else None
         tokens = BrokerTokens(live.broker_url, device_token, ca_file=ca_file)
         return LiveConnector(
-            settings, instructions=instructions, declarations=declarations, tokens=tokens
+            settings,
+            instructions=instructions,
+            declarations=declarations,
+            tokens=tokens,
+            vocabulary=site_vocabulary(settings, inventory_token),
         )
     if not api_key:
         raise ConfigError(
@@ -273,5 +322,9 @@ def live_connector(
             'set GEMINI_API_KEY or live.api_key_file, or use live.auth = "ephemeral"',
         )
     return LiveConnector(
-        settings, instructions=instructions, declarations=declarations, api_key=api_key
+        settings,
+        instructions=instructions,
+        declarations=declarations,
+        api_key=api_key,
+        vocabulary=site_vocabulary(settings, inventory_token),
     )

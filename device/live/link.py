@@ -6,8 +6,11 @@ A link ends in one of three ways (`LinkEnd.kind`):
 - `switch`: leave this connection on purpose and resume on a new one at once. A GoAway
   switches at the next turn boundary (no reply streaming, no tool running or waiting to be
   answered, and the resumption handle that follows turnComplete received or `handle_wait_s`
-  passed); its hard deadline (`timeLeft - goaway_margin_s`) switches even mid-reply and fires
-  on the clock, with no server message needed. A model silent for `stall_timeout_s` after a
+  passed). Its hard deadline (`timeLeft - goaway_margin_s`) fires on the clock, with no
+  server message needed: between replies it switches at once; mid-reply it stops sending
+  (the outbox keeps what waits for the next connection) and lets the reply arrive until it
+  ends or the service closes the link, since frames already on their way would otherwise be
+  lost. A model silent for `stall_timeout_s` after a
   tool answer also switches: the resumed connection re-sends the answer if the server never
   consumed it, and otherwise restarts the stuck reply;
 - `lost`: the connection failed; `failure` says whether to retry.
@@ -41,6 +44,8 @@ WIRE_AUDIO_SAMPLE = 50
 # A frame in flight when its link is torn down gets this long to leave, so the ledger knows
 # whether it went.
 _IN_FLIGHT_S = 1.0
+# A service that said it would close but has not, this long after: leave anyway.
+_CLOSE_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,10 @@ class Link:
         self.turn_done_at: float | None = None
         self._updates_at_turn_done = owner.ledger.updates
         self.goaway_deadline: float | None = None
+        # When the service said it would close this connection (GoAway's timeLeft).
+        self.goaway_closes_at: float | None = None
+        # Past the GoAway deadline mid-reply: nothing more is sent on this connection.
+        self.holding = False
         self.switch_reason: str | None = None
         # When the last tool answer left with no model output since (the stall watch).
         self.answered_at: float | None = None
@@ -90,6 +99,10 @@ class Link:
         outbox = self.owner.outbox
         while True:
             item = await outbox.get()
+            if self.holding:
+                # It goes first on the next connection.
+                outbox.put_front([item])
+                await asyncio.Future()
             frame = asyncio.ensure_future(self._transmit(item))
             try:
                 await asyncio.shield(frame)
@@ -169,6 +182,12 @@ class Link:
             ):
                 self.responding = True
                 self.answered_at = None
+            if (
+                content.model_turn is not None
+                or content.output_transcription is not None
+                or content.turn_complete
+            ):
+                self.owner.ledger.output_seen()
             if content.turn_complete:
                 self.responding = False
                 self.answered_at = None
@@ -178,6 +197,7 @@ class Link:
         if message.tool_call is not None:
             self.responding = True
             self.answered_at = None
+            self.owner.ledger.output_seen()
         update = message.session_resumption_update
         if update is not None and update.resumable and update.new_handle:
             self.owner.ledger.update(update.new_handle, update.last_consumed_client_message_index)
@@ -186,6 +206,7 @@ class Link:
             deadline = now + max(0.0, left - self.owner.policy.goaway_margin_s)
             if self.goaway_deadline is None or deadline < self.goaway_deadline:
                 self.goaway_deadline = deadline
+                self.goaway_closes_at = now + left
             self.switch_reason = self.switch_reason or f"goAway ({left:g} s left)"
             log.info("goAway with %g s left: resuming at the next turn boundary", left)
 
@@ -194,7 +215,14 @@ class Link:
     def quiet(self) -> bool:
         """A turn boundary: nothing streaming, no tool running, no answer waiting to leave."""
         calls = self.owner.calls
-        return not self.responding and not calls.busy and not self.owner.outbox.pending_answers()
+        outbox = self.owner.outbox
+        return (
+            not self.responding
+            and not calls.busy
+            and not outbox.pending_answers()
+            # The worker's turn has not been fully sent: not idle, and no place to switch.
+            and not outbox.markers_waiting()
+        )
 
     def _handle_settled(self, now: float) -> bool:
         if self.turn_done_at is None or self.owner.ledger.updates > self._updates_at_turn_done:
@@ -210,7 +238,15 @@ class Link:
             if reason is not None:
                 return LinkEnd("done", reason)
             if self.goaway_deadline is not None and now >= self.goaway_deadline:
-                return self._switch("the goAway deadline came before a turn boundary")
+                # Only reply audio on its way is worth waiting for; a silent model is not.
+                if not self.owner.reply_streaming or self._past_close(now):
+                    return self._switch("the goAway deadline came before a turn boundary")
+                if not self.holding:
+                    # Leaving now would lose the reply frames already on their way: stop
+                    # sending (what waits goes on the next connection) and let the reply
+                    # arrive until it ends or the service closes this connection.
+                    log.info("goAway deadline mid-reply: holding input until the reply is in")
+                    self.holding = True
             if self.switch_reason is not None and quiet and self._handle_settled(now):
                 return self._switch(self.switch_reason)
             if (
@@ -225,11 +261,17 @@ class Link:
                 async with asyncio.timeout(self._next_check(now)):
                     await self.wake.wait()
 
+    def _past_close(self, now: float) -> bool:
+        closes = self.goaway_closes_at
+        return closes is not None and now >= closes + _CLOSE_GRACE_S
+
     def _next_check(self, now: float) -> float:
         policy = self.owner.policy
         due: list[float] = [now + 0.25, self.owner.next_deadline(now)]
         if self.goaway_deadline is not None:
             due.append(self.goaway_deadline)
+        if self.holding and self.goaway_closes_at is not None:
+            due.append(self.goaway_closes_at + _CLOSE_GRACE_S)
         if self.answered_at is not None:
             due.append(self.answered_at + policy.stall_timeout_s)
         if self.switch_reason is not None and self.turn_done_at is not None:

@@ -9,10 +9,12 @@ gap), and messages to re-send are put back at its front.
 message 0, then one per send call) and keeps those the server has not reported consumed
 (`sessionResumptionUpdate.lastConsumedClientMessageIndex`). After a reconnect with the newest
 handle, exactly those are sent again. A server that reports no index gets the documented
-fallback: an update means everything sent before it was consumed, and after a reconnect only
-tool answers sent since the last update are sent again (stale partial audio would be worse
-than none). A reconnect without any handle starts a fresh session: only what was said since
-the last turnComplete goes again, so a question cut off by the drop is still heard.
+fallback: an update means everything sent before it was consumed, so does model output for the
+tool answers sent before it (the model went on after them, DESIGN §3), and after a reconnect
+only tool answers sent since and not yet followed by output are sent again (stale partial audio
+would be worse than none). A reconnect without any handle starts a fresh session: only what
+was said since the last turnComplete goes again, so a question cut off by the drop is still
+heard.
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ class Outgoing:
 
 
 class Outbox:
-    def __init__(self, *, max_audio_bytes: int) -> None:
+    def __init__(self, *, max_audio_bytes: int, max_video_frames: int = 2) -> None:
         self._items: deque[Outgoing] = deque()
         self._ready = asyncio.Event()
         self._max_audio = max_audio_bytes
+        # While the link is down frames pile up; only the newest say what the worker shows.
+        self._max_video = max_video_frames
+        self.link_up = False
         self._audio_bytes = 0
 
     def __len__(self) -> int:
@@ -67,6 +72,10 @@ class Outbox:
         item = self._items.popleft()
         self._account(item, -1)
         return item
+
+    def markers_waiting(self) -> bool:
+        """An activity marker (the end of what the worker said) has not left yet."""
+        return any(i.kind not in ("audio", "video", "tool_response") for i in self._items)
 
     def pending_answers(self) -> set[str]:
         return {i.call_id for i in self._items if i.call_id is not None}
@@ -95,6 +104,11 @@ class Outbox:
             oldest = next(i for i in self._items if i.kind == "audio")
             self._items.remove(oldest)
             self._audio_bytes -= len(oldest.payload)
+        if self.link_up:
+            return
+        frames = [i for i in self._items if i.kind == "video"]
+        for stale in frames[: max(0, len(frames) - self._max_video)]:
+            self._items.remove(stale)
 
 
 @dataclass(frozen=True)
@@ -162,6 +176,13 @@ class ReplayLedger:
         self.indexed = True
         while self._unconsumed and self._unconsumed[0].index <= consumed_index:
             self._drop_audio(self._unconsumed.popleft())
+
+    def output_seen(self) -> None:
+        """The model produced output: without a consumed index, the tool answers sent before
+        it count as consumed (the model went on after them) and are never sent again."""
+        if self.indexed is True:
+            return
+        self._unconsumed = deque(s for s in self._unconsumed if s.item.kind != "tool_response")
 
     def forget_answers(self, call_ids: set[str]) -> None:
         """Cancelled calls: their answers must never be sent again."""

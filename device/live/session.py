@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import Any
@@ -39,9 +40,12 @@ from device.live.failures import FATAL_CLOSE_CODES, Failure, classify
 from device.live.limits import SessionLimits
 from device.live.link import Link, LinkEnd
 from device.live.local_tools import END_SESSION
+from device.live.models import caps_for
 from device.live.outbox import Outbox, Outgoing, ReplayLedger
+from device.live.player import ReplyPlayer
 from device.live.policy import SessionPolicy
 from device.live.protocols import Connector, LiveSessionLike, Outcome, ResumableConnector
+from device.live.tool_modes import scheduling
 from device.tools import results
 
 __all__ = [
@@ -56,6 +60,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# At the end, how long received reply audio may take to reach the speaker's queue.
+_HAND_OVER_S = 30.0
 
 
 class Conversation:
@@ -88,12 +95,15 @@ class Conversation:
             deliver=self._deliver_answer,
             local={END_SESSION: self._end_session_tool},
             changed=self._wake_link,
+            schedule=functools.partial(scheduling, caps_for(model)),
         )
         self._model = model
         self._connect = connect
         self._resumable = resumable
         self._cues = resumable.cues if resumable else CuePlayer()
         self._speaker = speaker
+        # The receive loop hands reply audio here and never waits for the speaker.
+        self.player = ReplyPlayer(speaker)
         self._connect_timeout_s = connect_timeout_s
         self._limits = SessionLimits(self.policy, idle_timeout_s)
         self._hangup: asyncio.Future[str] | None = None
@@ -118,6 +128,11 @@ class Conversation:
     @property
     def connections(self) -> int:
         return self._links
+
+    @property
+    def reply_streaming(self) -> bool:
+        """Reply audio is arriving (from its first piece until turnComplete or interrupted)."""
+        return self._reply_streaming
 
     # -- called by the appliance (never blocks) -------------------------------------------
 
@@ -145,7 +160,7 @@ class Conversation:
         # Audio of the cut-off reply still in flight must not play: drop it until the service
         # says the reply is over (interrupted or turnComplete).
         self._cutting_reply = source != "server" and self._reply_streaming
-        dropped = self._speaker.flush()
+        dropped = self.player.flush()
         if self.model_speaking:
             self._bus.publish(Speaking(started=False))
         self.model_speaking = False
@@ -184,6 +199,12 @@ class Conversation:
         finally:
             for task in [*self.calls.stop(), *self._background]:
                 task.cancel()
+            # Reply audio already received is the worker's: it goes to the speaker, which
+            # the appliance drains.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_HAND_OVER_S):
+                    await self.player.handed_over()
+            await self.player.close()
             self._flush_transcript("user")
             self._flush_transcript("model")
             if outcome.error:
@@ -244,12 +265,14 @@ class Conversation:
                 session = await stack.enter_async_context(opener)
             link = self._begin_link(session, resumed=resumed)
             up = time.monotonic()
-            end = await link.run(self._hangup)
+            self.outbox.link_up = True
+            try:
+                end = await link.run(self._hangup)
+            finally:
+                self.outbox.link_up = False
             self._link = None
-            if end.kind != "done" and (link.responding or self.model_speaking):
-                # The resumed session restarts this reply; the cut-off start must not play
-                # twice.
-                self.interrupt("reconnect")
+            # Nothing is flushed here: audio already received keeps playing across the seam,
+            # and the resumed session goes on where this one stopped.
             return end, time.monotonic() - up
 
     def _begin_link(self, session: LiveSessionLike, *, resumed: bool) -> Link:
@@ -288,7 +311,7 @@ class Conversation:
 
     def end_reason(self, now: float, quiet: bool) -> str | None:
         """Why the conversation should end now, if it should (idle, end_session, max age)."""
-        busy = self.model_speaking or self._speaker.playing or self.calls.busy or not quiet
+        busy = self.model_speaking or self.player.playing or self.calls.busy or not quiet
         return self._limits.reason(now, busy=busy, quiet=quiet)
 
     def next_deadline(self, now: float) -> float:
@@ -329,7 +352,7 @@ class Conversation:
                         self.model_speaking = True
                         self._bus.publish(Speaking(started=True))
                     self.touch()
-                    await self._speaker.write(blob.data)
+                    self.player.put(blob.data)
         text = content.output_transcription.text if content.output_transcription else None
         # Words of a reply the worker cut off were never heard: keep them out of the transcript.
         if text and not self._cutting_reply:
@@ -371,7 +394,7 @@ class Conversation:
         """Publish the end of speech when the speaker has played the whole reply."""
 
         async def wait() -> None:
-            await self._speaker.drain()
+            await self.player.drain()
             if not self.model_speaking:
                 self._bus.publish(Speaking(started=False))
 

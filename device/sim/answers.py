@@ -36,7 +36,10 @@ class ToolAnswers:
     def expect(self, ids: set[str], turn: int, lose_with: int | None) -> None:
         self._waiting_for, self._turn, self._lose_with = set(ids), turn, lose_with
 
-    async def wait(self, timeout_s: float, barge_in: asyncio.Event) -> ToolWait:
+    async def wait(self, timeout_s: float, barge_in: asyncio.Event | None) -> ToolWait:
+        """`barge_in` None: new input does not cancel the calls (NON_BLOCKING)."""
+        if barge_in is None:
+            barge_in = asyncio.Event()
         try:
             async with asyncio.timeout(timeout_s):
                 while self._waiting_for:
@@ -94,6 +97,7 @@ class ToolAnswers:
             response=response if isinstance(response, dict) else {"output": response},
             turn=self._turn,
             expected=expected,
+            scheduling=str(item["scheduling"]) if item.get("scheduling") else None,
         )
         self._record.tool_responses.append(entry)
         if expected and self._turn is not None:

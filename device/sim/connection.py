@@ -22,13 +22,14 @@ from websockets.exceptions import ConnectionClosed
 from device.sim import wire
 from device.sim.answers import ToolAnswers
 from device.sim.goaway import GoAway
+from device.sim.inbound import ClientFrames
 from device.sim.listener import Listener
+from device.sim.model_rules import check_setup, declared_behaviors
 from device.sim.record import (
     Checkpoint,
     ConnectionRecord,
     FaultRecord,
     TurnRecord,
-    VideoFrame,
 )
 from device.sim.scenario import Scenario
 from device.sim.script import Phase, Script, Start, UnknownHandle
@@ -37,7 +38,6 @@ from device.sim.vad import VadConfigError, VadSettings
 
 log = logging.getLogger(__name__)
 
-_MESSAGE_TYPES = ("setup", "client_content", "realtime_input", "tool_response", "context_update")
 _VIDEO_TOKENS_PER_FRAME = 258
 
 # Checks a connection's setup before the session starts (the ephemeral-token gate): returns the
@@ -58,7 +58,7 @@ class _Close:
     on_closed: Callable[[], None] | None
 
 
-class Connection:
+class Connection(ClientFrames):
     def __init__(
         self,
         ws: ServerConnection,
@@ -89,6 +89,8 @@ class Connection:
         # After a scripted "lost in flight" close, frames still arriving are never consumed.
         self._deaf = False
         self._closed_event = asyncio.Event()
+        self._behaviors: dict[str, str] = {}
+        self._default_behavior = "BLOCKING"
 
     # The channel interface `turns.play_turn` uses.
 
@@ -117,8 +119,15 @@ class Connection:
     def expect_tool_responses(self, ids: set[str], turn: int, lose_with: int | None) -> None:
         self._answers.expect(ids, turn, lose_with)
 
-    async def wait_tool_responses(self, timeout_s: float) -> ToolWait:
-        return await self._answers.wait(timeout_s, self.barge_in)
+    async def wait_tool_responses(self, timeout_s: float, cancel_on_input: bool = True) -> ToolWait:
+        return await self._answers.wait(timeout_s, self.barge_in if cancel_on_input else None)
+
+    def behavior(self, name: str) -> str:
+        return self._behaviors.get(name, self._default_behavior)
+
+    def reply_started(self) -> None:
+        if self.scenario.handles_during_tools:
+            self._issue_handle("reply")
 
     def checkpoint(self, phase: Phase, pending: tuple[str, ...] = ()) -> None:
         if self.scenario.handles_during_tools:
@@ -158,6 +167,7 @@ class Connection:
                 # The script closed the socket: the writer still has that close queued.
                 done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._note_cut_reply()
             timers = self._goaway.stop()
             for task in tasks:
                 task.cancel()
@@ -168,6 +178,15 @@ class Connection:
                 log.error("emulator task %s failed", task.get_name(), exc_info=task.exception())
                 await self.close_now(wire.CLOSE_INTERNAL, f"emulator bug: {task.exception()!r}")
         self._notify()
+
+    def _note_cut_reply(self) -> None:
+        """The connection is ending: a reply it was streaming goes on after a resume."""
+        turn = self.record.turns[-1] if self.record.turns else None
+        if turn is None or turn.generation_complete or turn.interrupted or not turn.reply_pcm:
+            return
+        self.script.cut_reply(
+            self._session_id, self._position, turn.reply_offset + len(turn.reply_pcm)
+        )
 
     async def _receive_setup(self) -> None:
         message = self._decode(await self.ws.recv())
@@ -187,6 +206,8 @@ class Connection:
             setup = self._gate(self.record, setup)
         if not isinstance(setup.get("model"), str) or not setup["model"]:
             raise wire.WireError("setup.model is required, for example models/gemini-...")
+        check_setup(setup)
+        self._behaviors, self._default_behavior = declared_behaviors(setup)
         resumption = setup.get("session_resumption")
         handle = resumption.get("handle") if isinstance(resumption, dict) else None
         self.record.resumption_handle = handle
@@ -223,30 +244,12 @@ class Connection:
                     scenario_turn=self.script.turn_index(self._position),
                     end_reason="resumed",
                     end_sample=0,
+                    reply_offset=self._start.offset,
                 )
             )
             if self._start.phase == "tools":
                 self.expect_tool_responses(set(self._start.pending), 0, None)
         self._notify()
-
-    def _decode(self, data: str | bytes) -> dict[str, Any]:
-        self.record.frames_received += 1
-        try:
-            message = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise wire.WireError(f"Invalid JSON payload received: {exc}") from exc
-        if not isinstance(message, dict) or len(message) != 1:
-            raise wire.WireError(
-                "a client message must be a JSON object with exactly one of "
-                "setup, clientContent, realtimeInput, toolResponse"
-            )
-        key, body = next(iter(message.items()))
-        kind = wire.to_snake(key)
-        if kind not in _MESSAGE_TYPES:
-            raise wire.WireError(f"Invalid JSON payload received. Unknown name {key!r}")
-        if not isinstance(body, dict):
-            raise wire.WireError(f"{key} must be a JSON object")
-        return {kind: body}
 
     async def close_now(self, code: int, reason: str) -> None:
         if self._closing:
@@ -255,6 +258,11 @@ class Connection:
         self.record.close_code, self.record.close_reason = code, reason
         self.record.closed_by = "server"
         self._notify()
+        if code == wire.CLOSE_ABNORMAL:
+            # A dropped link: what was written still arrives, then the socket ends with no
+            # close frame, which the client sees as 1006.
+            self.ws.transport.close()
+            return
         with contextlib.suppress(ConnectionClosed):
             await self.ws.close(code, wire.close_reason(reason))
 
@@ -299,68 +307,10 @@ class Connection:
         except ConnectionClosed as exc:
             self._client_closed(exc)
 
-    # Client frames.
-
-    def _handle(self, kind: str, body: dict[str, Any]) -> None:
-        if kind == "setup":
-            raise wire.WireError("setup may only be sent once, as the first message")
-        if kind == "realtime_input":
-            self._realtime_input(body)
-        elif kind == "tool_response":
-            self._answers.receive(body)
-        elif kind == "client_content":
-            self._client_content(body)
-
-    def _realtime_input(self, body: dict[str, Any]) -> None:
-        for name in ("audio", "video"):
-            if name in body:
-                self._blob(body[name], f"realtimeInput.{name}")
-        chunks = body.get("media_chunks") or []
-        if not isinstance(chunks, list):
-            raise wire.WireError("realtimeInput.mediaChunks must be a list of blobs")
-        for i, chunk in enumerate(chunks):
-            self._blob(chunk, f"realtimeInput.mediaChunks[{i}]")
-        if "activity_start" in body:
-            self.listener.activity_start()
-        if "activity_end" in body:
-            self.listener.activity_end()
-        if body.get("audio_stream_end"):
-            self.listener.audio_stream_end()
-        if isinstance(body.get("text"), str) and body["text"]:
-            self.record.texts.append(body["text"])
-            self.listener.text(body["text"], "text")
-
-    def _blob(self, blob: Any, field: str) -> None:
-        if not isinstance(blob, dict):
-            raise wire.WireError(f"{field} must be an object with data and mimeType")
-        mime = str(blob.get("mime_type") or "")
-        data = wire.decode_base64(blob.get("data"), field=f"{field}.data")
-        if mime.startswith("audio/"):
-            if not mime.startswith("audio/pcm"):
-                raise wire.WireError(f"{field}.mimeType {mime!r}: send audio/pcm;rate=16000")
-            self.listener.audio(data, wire.pcm_rate(mime))
-            self._check_goaway()
-        elif mime.startswith("image/"):
-            self.record.video_frames.append(VideoFrame(mime, data, self.record.audio_samples))
-        else:
-            raise wire.WireError(f"{field}.mimeType {mime!r} is not audio/pcm or image/*")
-
     def _lose_in_flight(self, code: int) -> None:
         # The scripted fault: the answer is lost and the socket closes unread.
         self._deaf = True
         self.close(code, "Internal error encountered." if code == 1011 else f"code {code}")
-
-    def _client_content(self, body: dict[str, Any]) -> None:
-        texts = [
-            part["text"]
-            for turn in body.get("turns") or []
-            if isinstance(turn, dict)
-            for part in turn.get("parts") or []
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        ]
-        self.record.texts.extend(texts)
-        if body.get("turn_complete"):
-            self.listener.text(" ".join(texts), "client_content")
 
     def go_away(self, detail: str) -> None:
         self._goaway.now(detail)
@@ -409,12 +359,22 @@ class Connection:
         self.listener.start_response()
         try:
             outcome = await play_turn(
-                self, spec, audio, record, turn_no, index, start=start, pending=pending
+                self,
+                spec,
+                audio,
+                record,
+                turn_no,
+                index,
+                start=start,
+                pending=pending,
+                offset=record.reply_offset,
+                filler=self.script.fillers[index],
             )
         finally:
             self.listener.end_response()
         if outcome == "closed":
             return False
+        self.script.cut_reply(self._session_id, self._position, None)
         self._position += 1
         self.script.advance(self._position)
         self._issue_handle("idle")

@@ -33,7 +33,7 @@ from device.sim import wire
 from device.sim.auth_tokens import TokenServer, TokenStore
 from device.sim.connection import Connection
 from device.sim.record import ConnectionRecord, EmulatorRecord, Watch
-from device.sim.reply_audio import render_turn_audio
+from device.sim.reply_audio import render_turn_audio, synthesize_cached
 from device.sim.scenario import Scenario
 from device.sim.script import Script
 from device.sim.tls import ensure_certificates, server_ssl_context
@@ -135,7 +135,19 @@ class Emulator:
                 for turn in self.scenario.turns
             )
         )
-        self._script = Script(self.scenario, list(audio))
+        fillers = await asyncio.gather(
+            *(
+                loop.run_in_executor(None, synthesize_cached, turn.tool_filler_text, cache)
+                for turn in self.scenario.turns
+                if turn.tool_filler_text.strip()
+            )
+        )
+        it = iter(fillers)
+        self._script = Script(
+            self.scenario,
+            list(audio),
+            [next(it) if t.tool_filler_text.strip() else b"" for t in self.scenario.turns],
+        )
         self._server = await serve(
             self._handle,
             self.host,

@@ -35,6 +35,7 @@ class ToolResponseRecord:
     response: dict[str, Any]
     turn: int | None  # index into the connection's `turns`, None if no turn was waiting
     expected: bool  # answered a call the current turn was waiting on
+    scheduling: str | None = None  # SILENT, WHEN_IDLE, INTERRUPT (3.8's async calls)
 
 
 @dataclass
@@ -67,6 +68,12 @@ class TurnRecord:
     tool_calls_sent: list[dict[str, Any]] = field(default_factory=list)
     tool_responses: list[ToolResponseRecord] = field(default_factory=list)
     reply_pcm: bytearray = field(default_factory=bytearray, repr=False)  # exactly as sent
+    # Said while NON_BLOCKING tools ran, before the answers came (sent ahead of reply_pcm).
+    filler_pcm: bytearray = field(default_factory=bytearray, repr=False)
+    # The tool-call ids' behavior as declared in the setup (BLOCKING / NON_BLOCKING).
+    tool_behavior: dict[str, str] = field(default_factory=dict)
+    # A resumed turn goes on from this byte of its reply (what the cut-off connection sent).
+    reply_offset: int = 0
     reply_text_sent: str = ""
     interrupted: bool = False
     generation_complete: bool = False
@@ -125,8 +132,9 @@ class EmulatorRecord:
 
     @property
     def reply_pcm(self) -> list[bytes]:
-        """The reply audio sent for each turn, in turn order across connections."""
-        return [bytes(turn.reply_pcm) for turn in self.turns]
+        """The model audio sent for each turn (any filler said while tools ran, then the
+        reply), in turn order across connections."""
+        return [bytes(turn.filler_pcm + turn.reply_pcm) for turn in self.turns]
 
     @property
     def faults(self) -> list[FaultRecord]:

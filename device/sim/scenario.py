@@ -36,6 +36,9 @@ class TurnSpec(_Model):
     user_transcript: str = ""
     tool_calls: list[ToolCallSpec] = Field(default_factory=list)
     reply_text: str = ""
+    # Said while the turn's tools run, when every call is NON_BLOCKING (3.8's async calls):
+    # the model's "let me check" line.
+    tool_filler_text: str = ""
     # A WAV file; relative paths are resolved against the scenario file's folder on load.
     reply_audio: Path | None = None
     # Wall-clock delay before the reply starts (divided by `speed`); emulates a slow model or
@@ -44,6 +47,8 @@ class TurnSpec(_Model):
     interrupt_after_ms: int | None = Field(default=None, ge=0)
     close_code: int | None = Field(default=None, ge=1000, le=4999)
     close_after_ms: int | None = Field(default=None, ge=0)
+    # The same, to the byte of the reply (wins over close_after_ms).
+    close_after_bytes: int | None = Field(default=None, ge=0)
     duplicate_tool_calls: bool = False
     # Faults around the tool round trip (see config/scenarios/README.md).
     close_during_tool_call: int | None = Field(default=None, ge=1000, le=4999)
@@ -59,11 +64,14 @@ class TurnSpec(_Model):
 
     @model_validator(mode="after")
     def _faults_are_complete(self) -> Self:
-        if self.close_after_ms is not None and self.close_code is None:
+        if (
+            self.close_after_ms is not None or self.close_after_bytes is not None
+        ) and self.close_code is None:
             raise ValueError("close_after_ms needs close_code too (for example close_code = 1011)")
-        if self.close_code in (1004, 1005, 1006, 1015):
+        if self.close_code in (1004, 1005, 1015):
             raise ValueError(
-                f"close_code {self.close_code} is reserved and cannot be sent; use 1011 or 1000"
+                f"close_code {self.close_code} is reserved and cannot be sent; use 1011, 1000 "
+                "or 1006 (a dropped connection)"
             )
         tool_faults = [
             name
@@ -98,6 +106,9 @@ class Scenario(_Model):
     # 10.0 sends reply audio ten times faster. Turn-taking is measured in audio samples and
     # does not depend on it.
     speed: float = Field(default=1.0, gt=0, le=10_000)
+    # The real service streams reply audio faster than it plays: this many times real time
+    # (on top of `speed`). 1.0 paces it like a speaker.
+    stream_speed: float = Field(default=4.0, gt=0, le=1000)
     # goAway is due once this many seconds of client audio have arrived on one connection;
     # the connection is closed with `goaway_close_code` after `goaway_time_left_s` more.
     goaway_after_s: float | None = Field(default=None, ge=0)
@@ -107,11 +118,13 @@ class Scenario(_Model):
     # wall-clock seconds (divided by `speed`) from setupComplete, and timeLeft says so.
     goaway_clock: Literal["audio", "wall"] = "audio"
     resumption: bool = True
-    # Also issue handles mid-turn: right after a toolCall (resuming waits for its answers) and
-    # once every answer was consumed (resuming plays the reply).
+    # Also issue handles mid-turn: right after a toolCall (resuming waits for its answers),
+    # once every answer was consumed, and as a reply without tools starts (resuming plays the
+    # reply, from where a cut-off connection stopped).
     handles_during_tools: bool = False
-    # sessionResumptionUpdate carries lastConsumedClientMessageIndex.
-    report_consumed_index: bool = True
+    # sessionResumptionUpdate carries lastConsumedClientMessageIndex. The service sends it only
+    # for `transparent` resumption, which the Gemini API does not offer (DESIGN §3).
+    report_consumed_index: bool = False
     # A connection resumed while calls are open sends their toolCall again.
     reannounce_tool_calls: bool = False
     tool_timeout_s: float = Field(default=10.0, gt=0)

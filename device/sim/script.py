@@ -49,20 +49,29 @@ class Start:
     phase: Phase = "idle"
     pending: tuple[str, ...] = ()  # call ids still unanswered in the "tools" phase
     stale: bool = False  # resumed with a handle older than the session's newest
+    # "reply" phase: the byte of the reply to go on from (what a cut-off connection had sent).
+    offset: int = 0
 
 
 @dataclass
 class _Session:
     newest_handle: str | None = None
     answered: set[str] = field(default_factory=set)
+    # (position, bytes sent) of a reply a connection was cut off in: the model said that much,
+    # so a resumed session goes on from there instead of saying it again.
+    cut: tuple[int, int] | None = None
 
 
 class Script:
-    def __init__(self, scenario: Scenario, audio: list[bytes]) -> None:
+    def __init__(
+        self, scenario: Scenario, audio: list[bytes], fillers: list[bytes] | None = None
+    ) -> None:
         if len(audio) != len(scenario.turns):
             raise ValueError("Script needs one rendered reply per scenario turn")
         self.scenario = scenario
         self.audio = audio
+        # What each turn says while NON_BLOCKING tools run (b"" for none).
+        self.fillers = fillers or [b""] * len(audio)
         self._handles: dict[str, Start] = {}
         self._sessions: dict[str, _Session] = {}
         self._shared_position = 0
@@ -75,7 +84,16 @@ class Script:
             snapshot = self._handles.get(handle)
             if snapshot is None:
                 raise UnknownHandle(handle)
-            newest = self._sessions[snapshot.session_id].newest_handle
+            session = self._sessions[snapshot.session_id]
+            newest = session.newest_handle
+            if session.cut is not None and session.cut[0] == snapshot.position:
+                return Start(
+                    snapshot.session_id,
+                    snapshot.position,
+                    "reply",
+                    offset=session.cut[1],
+                    stale=handle != newest,
+                )
             return Start(
                 snapshot.session_id,
                 snapshot.position,
@@ -116,6 +134,12 @@ class Script:
     def advance(self, position: int) -> None:
         """A connection has used up every turn before `position`."""
         self._shared_position = max(self._shared_position, position)
+
+    def cut_reply(self, session_id: str, position: int, sent: int | None) -> None:
+        """The connection ended while the reply at `position` was streaming, `sent` bytes in
+        (None: that turn is over, forget any earlier cut)."""
+        session = self._sessions.setdefault(session_id, _Session())
+        session.cut = (position, sent) if sent is not None else None
 
     def issue_handle(
         self,

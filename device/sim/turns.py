@@ -1,8 +1,9 @@
 """Playing one scripted model turn: transcript, tool round trip, paced reply audio, faults.
 
-Reply audio is cut at exact sample positions for `interrupt_after_ms` and `close_after_ms`, so
-a test knows to the byte what the client must have received. Only pacing sleeps use the wall
-clock, and they are divided by the scenario's `speed`.
+Reply audio is cut at exact byte positions for `interrupt_after_ms`, `close_after_ms` and
+`close_after_bytes`, so a test knows to the byte what the client must have received. Only
+pacing sleeps use the wall clock: reply audio streams `stream_speed` times faster than real
+time, as the service's does, and everything is divided by the scenario's `speed`.
 """
 
 from __future__ import annotations
@@ -52,11 +53,19 @@ class TurnChannel(Protocol):
         """From now on, answers to `ids` belong to connection turn `turn`. With `lose_with`,
         the first answer is lost instead: the socket closes with that code unread."""
 
-    async def wait_tool_responses(self, timeout_s: float) -> ToolWait:
-        """Until every expected id was answered, the user barged in, or `timeout_s` passed."""
+    async def wait_tool_responses(self, timeout_s: float, cancel_on_input: bool = True) -> ToolWait:
+        """Until every expected id was answered, the user barged in (unless not
+        `cancel_on_input`), or `timeout_s` passed."""
+
+    def behavior(self, name: str) -> str:
+        """BLOCKING or NON_BLOCKING, as the setup declared the tool (or the model's default)."""
 
     def checkpoint(self, phase: Phase, pending: tuple[str, ...] = ()) -> None:
         """Issue a mid-turn resumption handle (when the scenario asks for them)."""
+
+    def reply_started(self) -> None:
+        """The reply's first audio is going out: a handle naming the reply (the service's
+        state now holds the question; a resume goes on with the reply)."""
 
     def go_away(self, detail: str) -> None:
         """Send goAway now and close the connection when its timeLeft has passed."""
@@ -73,6 +82,25 @@ async def _pause(channel: TurnChannel, seconds: float) -> bool:
     return channel.barge_in.is_set()
 
 
+async def _say_filler(channel: TurnChannel, pcm: bytes, text: str, record: TurnRecord) -> None:
+    """The model talks while NON_BLOCKING tools run (3.8): its short "checking" line."""
+    scenario = channel.scenario
+    bytes_per_s = 2 * OUTPUT_RATE * scenario.speed * scenario.stream_speed
+    chunk = 2 * OUTPUT_RATE * 40 // 1000
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    if text and channel.wants_output_transcription:
+        channel.send(wire.server_content(output_text=text))
+    for pos in range(0, len(pcm), chunk):
+        await asyncio.sleep(max(0.0, began + pos / bytes_per_s - loop.time()))
+        piece = pcm[pos : pos + chunk]
+
+        def on_sent(piece: bytes = piece) -> None:
+            record.filler_pcm.extend(piece)
+
+        channel.send(wire.server_content(audio=piece), on_sent)
+
+
 async def _tool_round_trip(
     channel: TurnChannel,
     spec: TurnSpec,
@@ -80,6 +108,7 @@ async def _tool_round_trip(
     turn_no: int,
     start: Phase,
     pending: tuple[str, ...],
+    filler: bytes = b"",
 ) -> Outcome | None:
     """Call the tools and wait for their answers; an outcome if the turn ends here."""
     calls: list[dict[str, object]] = [
@@ -103,7 +132,17 @@ async def _tool_round_trip(
         channel.fault("close_during_tool_call", turn_no, f"code {code}")
         channel.close(code, _close_reason(code))
         return "closed"
-    result = await channel.wait_tool_responses(channel.scenario.tool_timeout_s)
+    for call in calls:
+        record.tool_behavior[str(call["id"])] = channel.behavior(str(call["name"]))
+    # 3.8: NON_BLOCKING calls let the model talk on, and new input does not cancel them.
+    non_blocking = bool(calls) and all(
+        record.tool_behavior[str(call["id"])] == "NON_BLOCKING" for call in calls
+    )
+    if non_blocking and start == "idle" and filler:
+        await _say_filler(channel, filler, spec.tool_filler_text, record)
+    result = await channel.wait_tool_responses(
+        channel.scenario.tool_timeout_s, cancel_on_input=not non_blocking
+    )
     if result == "closed":
         return "closed"
     if result != "answered":
@@ -146,6 +185,8 @@ async def play_turn(
     *,
     start: Phase = "idle",
     pending: tuple[str, ...] = (),
+    offset: int = 0,
+    filler: bytes = b"",
 ) -> Outcome:
     """Play one turn. A resumed connection starts it part-way: `start = "tools"` waits for
     the answers to `pending` (already expected by the connection), `"reply"` only replies."""
@@ -169,29 +210,33 @@ async def play_turn(
             channel.send(wire.server_content(input_text=piece), add_input)
 
     if spec.tool_calls and start != "reply":
-        outcome = await _tool_round_trip(channel, spec, record, turn_no, start, pending)
+        outcome = await _tool_round_trip(channel, spec, record, turn_no, start, pending, filler)
         if outcome is not None:
             return interrupted() if outcome == "interrupted" else outcome
 
     if await _pause(channel, spec.reply_delay_ms / 1000 / scenario.speed):
         return interrupted()
 
-    samples = len(reply_pcm) // 2
-    per_ms = OUTPUT_RATE // 1000
-    # A fault scheduled past the end of the reply fires after its last sample; a close wins a
-    # tie with an interrupt.
-    stop_at, fault = samples, ""
+    size = len(reply_pcm)
+    samples = size // 2
+    per_ms = 2 * OUTPUT_RATE // 1000  # bytes
+    # A fault scheduled past the end of the reply fires after its last byte; a close wins a
+    # tie with an interrupt. Positions are bytes, so a drop can land inside a sample.
+    stop_at, fault = size, ""
     candidates: list[tuple[int, int, str]] = []
     if spec.close_code is not None:
-        candidates.append((min(samples, (spec.close_after_ms or 0) * per_ms), 0, "close"))
+        close_at = spec.close_after_bytes
+        if close_at is None:
+            close_at = (spec.close_after_ms or 0) * per_ms
+        candidates.append((min(size, close_at), 0, "close"))
     if spec.interrupt_after_ms is not None:
-        candidates.append((min(samples, spec.interrupt_after_ms * per_ms), 1, "interrupt"))
+        candidates.append((min(size, spec.interrupt_after_ms * per_ms), 1, "interrupt"))
     if candidates:
         stop_at, _, fault = min(candidates)
 
     goaway_at = None if spec.goaway_after_ms is None else spec.goaway_after_ms * per_ms
-    chunk = max(1, spec.audio_chunk_ms * per_ms)
-    n_chunks = -(-samples // chunk)
+    chunk = max(2, spec.audio_chunk_ms * per_ms)
+    n_chunks = -(-size // chunk)
     pieces = wire.transcript_pieces(spec.reply_text) if channel.wants_output_transcription else []
     # Spread the transcript over the audio as the service does, so text never runs far ahead
     # of the speech it belongs to.
@@ -200,7 +245,9 @@ async def play_turn(
         slot = i * n_chunks // len(pieces) if n_chunks else 0
         by_chunk[slot] = by_chunk.get(slot, "") + piece
     rng = random.Random(f"{scenario.seed}:{scenario_turn}")
-    rate = scenario.speed * spec.audio_pace
+    # The service streams faster than real time (stream_speed); `speed` speeds up everything.
+    rate = scenario.speed * spec.audio_pace * scenario.stream_speed
+    bytes_per_s = 2 * OUTPUT_RATE * rate
 
     def add_text(text: str) -> Callable[[], None]:
         def on_sent() -> None:
@@ -221,19 +268,25 @@ async def play_turn(
             channel.send(wire.server_content(output_text=piece), add_text(piece))
 
     # Chunks follow an absolute schedule from the first one, so sleep overshoot never adds up;
-    # jitter makes single chunks late without delaying the ones after them.
+    # jitter makes single chunks late without delaying the ones after them. A resumed turn
+    # goes on from `offset`, the byte its cut-off connection had sent.
     loop = asyncio.get_running_loop()
     began = loop.time()
-    pos, index = 0, 0
+    first = pos = min(offset, stop_at) if offset else 0
+    if pos < stop_at and start != "reply" and not spec.tool_calls:
+        # (With tools, the handle issued once the answers were consumed names the reply.)
+        channel.reply_started()
     while pos < stop_at:
-        due = began + pos / OUTPUT_RATE / rate
+        due = began + (pos - first) / bytes_per_s
         if spec.audio_jitter_ms:
             due += rng.uniform(0, spec.audio_jitter_ms) / 1000 / scenario.speed
         if await _pause(channel, due - loop.time()):
             return interrupted()
-        end = min(pos + chunk, stop_at)
-        pcm = reply_pcm[2 * pos : 2 * end]
-        text = by_chunk.get(index)
+        index = pos // chunk
+        end = min((index + 1) * chunk, stop_at)
+        pcm = reply_pcm[pos:end]
+        # A chunk's words went with its first piece (on the connection that sent it).
+        text = by_chunk.get(index) if pos == index * chunk else None
         if text and index % 2:
             # The real model sometimes sends transcript and audio in one frame and sometimes
             # apart; clients must handle both, so alternate.
@@ -241,12 +294,12 @@ async def play_turn(
             channel.send(wire.server_content(audio=pcm), add_audio(pcm, None))
         else:
             channel.send(wire.server_content(audio=pcm, output_text=text), add_audio(pcm, text))
-        pos, index = end, index + 1
+        pos = end
         if goaway_at is not None and pos >= goaway_at:
             goaway_at = None
             channel.go_away(f"after {spec.goaway_after_ms} ms of reply audio")
-    # The reply is over when its audio would have finished playing.
-    if await _pause(channel, began + pos / OUTPUT_RATE / rate - loop.time()) and pos < samples:
+    # The reply is over when the service has finished generating it.
+    if await _pause(channel, began + (pos - first) / bytes_per_s - loop.time()) and pos < size:
         return interrupted()
 
     if fault == "interrupt":
@@ -254,7 +307,7 @@ async def play_turn(
         return interrupted()
     if fault == "close":
         code = spec.close_code or wire.CLOSE_INTERNAL
-        channel.fault("close", turn_no, f"code {code} after {spec.close_after_ms or 0} ms")
+        channel.fault("close", turn_no, f"code {code} after {stop_at} bytes of reply")
         channel.close(code, _close_reason(code), mark_finished)
         return "closed"
 

@@ -22,6 +22,7 @@ CLOSE_NORMAL = 1000
 CLOSE_INVALID_FRAME = 1007  # malformed or out-of-order client frame
 CLOSE_POLICY = 1008  # bad API key, unknown resumption handle
 CLOSE_INTERNAL = 1011
+CLOSE_ABNORMAL = 1006  # never sent: the emulator drops the TCP connection instead
 
 # Maps whose keys are data (tool arguments, JSON schemas, user labels), not field names: their
 # keys are kept verbatim. `properties` keeps its keys but its values are schemas again.

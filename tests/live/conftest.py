@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import wave
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -69,7 +70,16 @@ class Rig:
         await asyncio.sleep(0)
 
     async def finish(self, timeout_s: float = 30.0) -> None:
-        """Hang up, wait until the appliance settled, stop it and close the event log."""
+        """Hang up, wait until the appliance settled, stop it and close the event log.
+
+        The emulator streams faster than real time, so what it sent may still be on its way:
+        first let the device receive every reply byte sent (if one session got them all)."""
+        conversation = self.appliance.conversation
+        if conversation is not None:
+            sent = sum(len(pcm) for pcm in self.emulator.record.reply_pcm)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await conversation.player.wait_received(sent)
         self.appliance.hang_up("test over")
         await self.wait_until_idle_after_session(timeout_s)
         if self.runner is not None:

@@ -176,7 +176,7 @@ async def test_device_talks_through_broker_tokens_and_never_sees_the_key(  # typ
         assert conn.token is not None and conn.token.startswith("auth_tokens/")
         assert conn.api_key == conn.token
         # The token's lock wins over the device's own choice of model.
-        assert conn.setup is not None and conn.setup["model"].endswith("flash-live-preview")
+        assert conn.setup is not None and conn.setup["model"].endswith("gemini-3.8-live")
         assert conn.effective_setup is not None
         assert conn.effective_setup["model"] == f"models/{SITE_MODEL}"
         assert conn.effective_setup["context_window_compression"] == {"sliding_window": {}}

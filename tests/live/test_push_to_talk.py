@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from device.audio.source import WavSource
 from device.config import settings_from_dict
 from device.events import ButtonEvent, Event, State, StateChanged
 from device.panel.board import Board
@@ -78,3 +79,27 @@ async def test_control_socket_press_and_release(rig_factory, tmp_path: Path) -> 
     assert buttons == [("press", "control"), ("release", "control")]
     states = [e.state for e in seen if isinstance(e, StateChanged)]
     assert states[-3:] == [State.CONVERSING, State.CLOSING, State.IDLE]
+
+
+async def test_after_a_control_press_and_release_the_open_session_still_hears(  # type: ignore[no-untyped-def]
+    rig_factory, mic_script
+) -> None:
+    """The LED shows listening once the reply is over; what the worker says then must go out."""
+    wav, _ = mic_script(2, gap_s=8.0)
+    scenario = load_scenario("where-is-sku").model_copy(update={"loop": True})
+    rig = await rig_factory(
+        scenario, mic=WavSource(wav, speed=4, tail_silence_s=None), idle_timeout_s=20.0
+    )
+    runner = asyncio.create_task(rig.appliance.run())
+    try:
+        rig.appliance.press("control")
+        await rig.emulator.wait_for_turns(1, timeout_s=30)
+        rig.appliance.release("control")
+        # The second question comes with the button up: it is heard and answered.
+        await rig.emulator.wait_for_turns(2, timeout_s=30)
+        await rig.finish()
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    first, second = rig.emulator.record.connections[0].turns[:2]
+    assert second.end_sample > first.end_sample

@@ -51,7 +51,7 @@ def parse(text: str, base_dir: Path = SCENARIO_DIR) -> object:
         ('[[turns]]\nreply_txt = "x"\n', "turns[0].reply_txt: unknown key"),
         ("turns = []\n", "turns: List should have at least 1 item"),
         ("[[turns]]\nclose_after_ms = 10\n", "close_after_ms needs close_code"),
-        ("[[turns]]\nclose_code = 1006\n", "reserved"),
+        ("[[turns]]\nclose_code = 1005\n", "reserved"),
         ("speed = 0\n[[turns]]\n", "speed"),
         ("[[turns]\n", "invalid TOML"),
         ('[[turns]]\nreply_audio = "missing.wav"\n', "missing.wav does not exist"),
