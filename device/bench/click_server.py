@@ -108,6 +108,11 @@ def results(
                 due = out.mono + (position % chunk) / REPLY_RATE
                 # Its echo is the first click to arrive after that, before the next could.
                 echo = next((at for at in arrivals if due <= at < due + spacing_s), None)
+                if (c, t) in timeline.interrupted:
+                    # Barge-in replies stream faster than they play: their clicks sound late
+                    # by design, so they time the barge-in, not the round trip.
+                    cut += echo is None
+                    continue
                 if echo is None:
                     # A click still queued when `interrupted` came must never sound: that is
                     # the barge-in working. Anywhere else a lost click is a fault.

@@ -23,11 +23,12 @@ async def test_every_click_comes_back_and_the_barge_in_is_timed(tmp_path: Path) 
 
     assert raw["turns"] == 2
     assert raw["missing_clicks"] == 0
-    # A whole reply of 10 clicks, then one cut at 830 ms: 5 clicks went out before the cut,
-    # and each was either heard or cut short while still on its way to the speaker.
-    assert len(raw["round_trip_ms"]) + raw["cut_clicks"] == 15
-    assert raw["cut_clicks"] <= 1
-    assert len(raw["first_audio_device_added_ms"]) == 2
+    # A whole reply of 10 clicks, all timed; then one cut at 830 ms, streamed 4x faster than
+    # real time: of its 5 clicks, those still queued when `interrupted` came were never heard.
+    assert len(raw["round_trip_ms"]) == 10
+    assert raw["cut_clicks"] <= 5
+    # Only the real-time turn is timed; the barge-in turn streams 4x faster than it plays.
+    assert len(raw["first_audio_device_added_ms"]) == 1
     # No echo can come back sooner than the loopback delays it.
     loopback = statistics.median(raw["loopback_ms"])
     assert loopback > 0

@@ -77,6 +77,8 @@ async def test_interrupted_reply_stops_at_the_speaker(rig_factory, tmp_path: Pat
     sent = rig.emulator.record.reply_pcm[0]
     assert rig.emulator.record.turns[0].interrupted
     assert len(sent) == 1500 * 48  # 1.5 s of 24 kHz PCM16 went out before the interruption
+    # Closing writes the WAV header even when the cut came before anything was played.
+    await rig.speaker.close()
     played = wav_frames(tmp_path / "reply.wav")
     assert sent.startswith(played)
     assert len(played) < len(sent) // 2
