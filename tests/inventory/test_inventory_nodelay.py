@@ -22,7 +22,7 @@ import pytest
 from device.inventory.server import InventoryServer
 from device.sim.emulator import Emulator
 from device.sim.scenario import load_scenario
-from device.sim.tls import client_ssl_context
+from device.sim.tls import client_ssl_context, ensure_certificates
 from device.tcp import listen
 
 HEALTH = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -162,8 +162,13 @@ def test_inventory_serve_as_a_process_sets_nodelay(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_token_broker_sets_nodelay(tmp_path: Path) -> None:
+    # The broker serves HTTPS only, as shipped.
+    tls = ensure_certificates(tmp_path / "tls", ["127.0.0.1"])
     config = tmp_path / "broker.toml"
-    config.write_text('[broker]\nlisten = "127.0.0.1:0"\ndevices_file = "devices.json"\n')
+    config.write_text(
+        '[broker]\nlisten = "127.0.0.1:0"\ndevices_file = "devices.json"\n'
+        f'tls_cert_file = "{tls.cert_file}"\ntls_key_file = "{tls.key_file}"\n'
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "device.broker", "serve", "--config", str(config)],
         stdout=subprocess.PIPE, text=True,
@@ -172,7 +177,9 @@ def test_the_token_broker_sets_nodelay(tmp_path: Path) -> None:
     try:
         url = _first_line_url(proc, "token broker listening on")
         host, port = url.split("//")[1].split(":")
-        with socket.create_connection((host, int(port))) as client:
+        raw = socket.create_connection((host, int(port)))
+        context = client_ssl_context(tls.ca_file)
+        with context.wrap_socket(raw, server_hostname=host) as client:
             client.sendall(b"GET /no-such-path HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_response(client).startswith(b"HTTP/1.1 404")
             with server_end_of(client, proc.pid) as accepted:
