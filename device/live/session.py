@@ -410,8 +410,10 @@ class Conversation:
             self._bus.publish(Transcript(session_id=self.session_id, role=role, text=text))
 
     def _playback_bug(self, exc: Exception) -> None:
+        # Reported as the speaker's, like the appliance's drain failure: metrics would count
+        # any "live..." error as a dropped Live connection, which this is not.
         message = f"reply playback failed: {type(exc).__name__}: {exc}"
-        self._bus.publish(ErrorRaised(where="live.player", message=message))
+        self._bus.publish(ErrorRaised(where="speaker", message=message))
 
     def _error(self, message: str, *, fatal: bool) -> None:
         log.warning("live session %s: %s", self.session_id, message)

@@ -65,6 +65,9 @@ async def test_a_type_error_of_ours_in_the_speaker_is_reported(
     seen = await _ask_until_the_bug_is_reported(rig, caplog)
     assert "could not parse" not in caplog.text
     bugs = [e for e in seen if isinstance(e, ErrorRaised) and BUG in e.message]
-    assert bugs[0].message == f"reply playback failed: TypeError: {BUG}"
+    assert (bugs[0].where, bugs[0].message) == (
+        "speaker",
+        f"reply playback failed: TypeError: {BUG}",
+    )
     # Reported once until the speaker works again, not once per piece of the reply.
     assert len(bugs) == 1
