@@ -7,6 +7,11 @@ at once; one task feeds the speaker in order. The player outlives connections: a
 before a drop keeps playing while the link reconnects, and the next connection's audio follows
 it. Only `flush` (the service's `interrupted`, a barge-in, the button) throws audio away.
 
+A speaker's device failure (`AudioError`) only drops the audio: the supervisor's speaker probe
+reports it and reopens the device. Any other exception from `write` is a bug in the daemon's
+own code: it also goes to `on_bug` (once until a write succeeds again), so it is reported, not
+just logged as a playback hiccup.
+
 A connection may end inside a sample (a drop at any byte); the odd byte waits for the rest of
 its sample from the next connection, so the speaker always gets whole samples.
 """
@@ -17,16 +22,22 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 
 from device.audio import SAMPLE_WIDTH
+from device.audio.errors import AudioError
 from device.audio.sink import AudioSink
 
 log = logging.getLogger(__name__)
 
 
 class ReplyPlayer:
-    def __init__(self, speaker: AudioSink) -> None:
+    def __init__(
+        self, speaker: AudioSink, on_bug: Callable[[Exception], None] | None = None
+    ) -> None:
         self._speaker = speaker
+        self._on_bug = on_bug
+        self._bug_reported = False
         self._pieces: deque[bytes] = deque()
         self._queued = 0
         self._partial = b""  # the first byte of a sample whose second byte has not come
@@ -101,6 +112,7 @@ class ReplyPlayer:
             while self._pieces:
                 piece = self._pieces[0]
                 await self._speaker.write(piece)
+                self._bug_reported = False
                 self._pieces.popleft()
                 self._queued -= len(piece)
         except asyncio.CancelledError:
@@ -108,6 +120,11 @@ class ReplyPlayer:
         except Exception as exc:
             # A failing speaker must not take the conversation down; i13's recovery reopens it.
             log.warning("reply playback failed (%s): %d bytes dropped", exc, self._queued)
+            if not isinstance(exc, AudioError) and not self._bug_reported:
+                self._bug_reported = True
+                log.error("reply playback hit a bug", exc_info=exc)
+                if self._on_bug is not None:
+                    self._on_bug(exc)
             self._pieces.clear()
             self._queued = 0
         finally:

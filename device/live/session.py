@@ -103,7 +103,7 @@ class Conversation:
         self._cues = resumable.cues if resumable else CuePlayer()
         self._speaker = speaker
         # The receive loop hands reply audio here and never waits for the speaker.
-        self.player = ReplyPlayer(speaker)
+        self.player = ReplyPlayer(speaker, on_bug=self._playback_bug)
         self._connect_timeout_s = connect_timeout_s
         self._limits = SessionLimits(self.policy, idle_timeout_s)
         self._hangup: asyncio.Future[str] | None = None
@@ -408,6 +408,12 @@ class Conversation:
         parts.clear()
         if text:
             self._bus.publish(Transcript(session_id=self.session_id, role=role, text=text))
+
+    def _playback_bug(self, exc: Exception) -> None:
+        # Reported as the speaker's, like the appliance's drain failure: metrics would count
+        # any "live..." error as a dropped Live connection, which this is not.
+        message = f"reply playback failed: {type(exc).__name__}: {exc}"
+        self._bus.publish(ErrorRaised(where="speaker", message=message))
 
     def _error(self, message: str, *, fatal: bool) -> None:
         log.warning("live session %s: %s", self.session_id, message)
