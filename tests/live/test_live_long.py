@@ -39,6 +39,11 @@ def shift() -> Scenario:
         goaway_clock="wall",
         goaway_after_s=4.0,
         goaway_time_left_s=20.0,
+        # The exact microphone check below needs the consumed index: with it the device re-sends
+        # exactly the audio a handle does not hold. Without it (the Gemini API, the emulator's
+        # default since issue 11) the device cannot know what a handle holds and by design does
+        # not re-send audio (device/live/outbox.py); test_seams runs GoAway seams that way.
+        report_consumed_index=True,
         turns=turns,
     )
 
