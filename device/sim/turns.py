@@ -90,7 +90,8 @@ async def _say_filler(channel: TurnChannel, pcm: bytes, text: str, record: TurnR
     loop = asyncio.get_running_loop()
     began = loop.time()
     if text and channel.wants_output_transcription:
-        channel.send(wire.server_content(output_text=text))
+        # The service's transcript pieces carry their own spacing; the reply's text follows.
+        channel.send(wire.server_content(output_text=text.rstrip() + " "))
     for pos in range(0, len(pcm), chunk):
         await asyncio.sleep(max(0.0, began + pos / bytes_per_s - loop.time()))
         piece = pcm[pos : pos + chunk]
