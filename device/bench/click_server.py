@@ -40,24 +40,16 @@ CHUNK_MS = 20
 
 @dataclass
 class _Timeline:
-    """What was observed when, per connection and turn."""
+    """When each `interrupted` was seen, per connection and turn. (Audio in and out is timed
+    by the emulator's record itself, as each frame passes: a poller is late when starved.)"""
 
-    heard: dict[int, list[Observation]] = field(default_factory=dict)
-    sent: dict[tuple[int, int], list[Observation]] = field(default_factory=dict)
     interrupted: dict[tuple[int, int], float] = field(default_factory=dict)
     stopping: bool = False
 
     def look(self, record: EmulatorRecord) -> bool:
         now = time.monotonic()
         for c, conn in enumerate(record.connections):
-            heard = self.heard.setdefault(c, [])
-            if not heard or heard[-1].count != conn.audio_samples:
-                heard.append(Observation(now, conn.audio_samples))
             for t, turn in enumerate(conn.turns):
-                sent = self.sent.setdefault((c, t), [])
-                count = len(turn.reply_pcm) // 2
-                if count and (not sent or sent[-1].count != count):
-                    sent.append(Observation(now, count))
                 if turn.interrupted and (c, t) not in self.interrupted:
                     self.interrupted[(c, t)] = now
         return self.stopping
@@ -91,14 +83,14 @@ def results(
     first_clicks: list[float] = []
     missing = cut = 0
     for c, conn in enumerate(record.connections):
-        heard = timeline.heard.get(c, [])
+        heard = [Observation(mono, count) for mono, count in conn.audio_at]
         arrivals = [
             obs.mono
             for s in find_onsets(bytes(conn.audio), conn.audio_rate or 16_000)
             if (obs := first_holding(s, heard)) is not None
         ]
         for t, turn in enumerate(conn.turns):
-            sent = timeline.sent.get((c, t), [])
+            sent = [Observation(mono, count) for mono, count in turn.reply_sent_at]
             sent_count = len(turn.reply_pcm) // 2
             for index, position in enumerate(p for p in positions if p < sent_count):
                 out = first_holding(position, sent)

@@ -12,6 +12,10 @@ reports it and reopens the device. Any other exception from `write` is a bug in 
 own code: it also goes to `on_bug` (once until a write succeeds again), so it is reported, not
 just logged as a playback hiccup.
 
+`put(..., on_speaker=...)` runs the callback just before that piece is handed to the speaker:
+the moment the device's voice really starts (a flushed piece never runs it). Whoever times the
+first audio heard (the metrics) then finds the piece queued in the speaker, not still on its way.
+
 A connection may end inside a sample (a drop at any byte); the odd byte waits for the rest of
 its sample from the next connection, so the speaker always gets whole samples.
 """
@@ -38,7 +42,8 @@ class ReplyPlayer:
         self._speaker = speaker
         self._on_bug = on_bug
         self._bug_reported = False
-        self._pieces: deque[bytes] = deque()
+        self._pieces: deque[tuple[bytes, Callable[[], None] | None]] = deque()
+        self._on_speaker: Callable[[], None] | None = None  # for the next whole piece
         self._queued = 0
         self._partial = b""  # the first byte of a sample whose second byte has not come
         self._idle = asyncio.Event()
@@ -56,16 +61,20 @@ class ReplyPlayer:
     def playing(self) -> bool:
         return bool(self._queued) or not self._idle.is_set() or self._speaker.playing
 
-    def put(self, pcm: bytes) -> None:
-        """Queue reply audio; never waits."""
+    def put(self, pcm: bytes, *, on_speaker: Callable[[], None] | None = None) -> None:
+        """Queue reply audio; never waits. `on_speaker` runs right before the piece goes to the
+        speaker (the speaker's queue then holds, in order, all it will play before it)."""
         self.received_bytes += len(pcm)
         self._arrived.set()
+        if on_speaker is not None:
+            self._on_speaker = on_speaker
         pcm = self._partial + pcm
         whole = len(pcm) - len(pcm) % SAMPLE_WIDTH
         self._partial = pcm[whole:]
         if not whole:
             return
-        self._pieces.append(pcm[:whole])
+        self._pieces.append((pcm[:whole], self._on_speaker))
+        self._on_speaker = None
         self._queued += whole
         self._idle.clear()
         if self._task is None or self._task.done():
@@ -80,6 +89,7 @@ class ReplyPlayer:
             task.cancel()
         dropped = self._queued + len(self._partial)
         self._pieces.clear()
+        self._on_speaker = None
         self._queued = 0
         self._partial = b""
         self._idle.set()
@@ -110,7 +120,11 @@ class ReplyPlayer:
     async def _feed(self) -> None:
         try:
             while self._pieces:
-                piece = self._pieces[0]
+                piece, on_speaker = self._pieces[0]
+                if on_speaker is not None:
+                    # Run once: a write cancelled by a flush drops the piece with its callback.
+                    self._pieces[0] = (piece, None)
+                    on_speaker()
                 await self._speaker.write(piece)
                 self._bug_reported = False
                 self._pieces.popleft()

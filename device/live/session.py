@@ -19,6 +19,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from google.genai import types
@@ -114,6 +115,7 @@ class Conversation:
         self._model_text: list[str] = []
         self.connected = asyncio.Event()
         self.model_speaking = False
+        self._voice_on = False  # Speaking(started=True) was published and not yet ended
         self._cutting_reply = False
         self._reply_streaming = False  # the service is still sending the current reply
 
@@ -161,8 +163,7 @@ class Conversation:
         # says the reply is over (interrupted or turnComplete).
         self._cutting_reply = source != "server" and self._reply_streaming
         dropped = self.player.flush()
-        if self.model_speaking:
-            self._bus.publish(Speaking(started=False))
+        self._voice_ended()
         self.model_speaking = False
         self._flush_transcript("model")
         self._bus.publish(Interrupted(session_id=self.session_id, source=source))
@@ -347,12 +348,13 @@ class Conversation:
                 if self._cutting_reply:
                     continue
                 if blob is not None and blob.data and (blob.mime_type or "").startswith("audio/"):
+                    on_speaker = None
                     if not self.model_speaking:
                         self._flush_transcript("user")
                         self.model_speaking = True
-                        self._bus.publish(Speaking(started=True))
+                        on_speaker = self._voice_starts()
                     self.touch()
-                    self.player.put(blob.data)
+                    self.player.put(blob.data, on_speaker=on_speaker)
         text = content.output_transcription.text if content.output_transcription else None
         # Words of a reply the worker cut off were never heard: keep them out of the transcript.
         if text and not self._cutting_reply:
@@ -396,11 +398,28 @@ class Conversation:
         async def wait() -> None:
             await self.player.drain()
             if not self.model_speaking:
-                self._bus.publish(Speaking(started=False))
+                self._voice_ended()
 
         task = asyncio.create_task(wait(), name="playback-end")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _voice_starts(self) -> Callable[[], None]:
+        """Publish `Speaking` when the reply's first piece reaches the speaker, stamped with
+        when it arrived off the wire (the metrics time wire to speaker from it)."""
+        arrived = time.monotonic()
+
+        def started() -> None:
+            self._voice_on = True
+            self._bus.publish(Speaking(started=True, mono=arrived))
+
+        return started
+
+    def _voice_ended(self) -> None:
+        # A reply flushed before any of it reached the speaker was never heard: no event.
+        if self._voice_on:
+            self._voice_on = False
+            self._bus.publish(Speaking(started=False))
 
     def _flush_transcript(self, role: str) -> None:
         parts = self._user_text if role == "user" else self._model_text

@@ -9,6 +9,7 @@ over it (unless the setup asked for `NO_INTERRUPTION`).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,7 @@ class Listener:
                 "keep one input rate per session"
             )
         self.record.audio.extend(pcm)
+        self.record.audio_at.append((time.monotonic(), self.record.audio_samples))
         for event in self._vad.feed(pcm):
             # In manual mode the markers still show where the detector heard speech, which
             # helps when a test wonders why a turn did not end; they decide nothing.

@@ -68,6 +68,9 @@ class TurnRecord:
     tool_calls_sent: list[dict[str, Any]] = field(default_factory=list)
     tool_responses: list[ToolResponseRecord] = field(default_factory=list)
     reply_pcm: bytearray = field(default_factory=bytearray, repr=False)  # exactly as sent
+    # (time.monotonic(), reply samples sent so far) as each audio frame went out: timing taken
+    # by polling the record would be late by however long the poller waited for the CPU.
+    reply_sent_at: list[tuple[float, int]] = field(default_factory=list, repr=False)
     # Said while NON_BLOCKING tools ran, before the answers came (sent ahead of reply_pcm).
     filler_pcm: bytearray = field(default_factory=bytearray, repr=False)
     # The tool-call ids' behavior as declared in the setup (BLOCKING / NON_BLOCKING).
@@ -88,6 +91,8 @@ class ConnectionRecord:
     raw_setup: dict[str, Any] | None = None  # the setup message exactly as received
     setup: dict[str, Any] | None = None  # the same, every field name in snake_case
     audio: bytearray = field(default_factory=bytearray, repr=False)  # all input PCM, in order
+    # (time.monotonic(), input samples so far) as each audio frame was taken in.
+    audio_at: list[tuple[float, int]] = field(default_factory=list, repr=False)
     audio_rate: int | None = None
     video_frames: list[VideoFrame] = field(default_factory=list)
     markers: list[Marker] = field(default_factory=list)

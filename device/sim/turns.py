@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable
 from typing import Literal, Protocol
 
@@ -259,6 +260,7 @@ async def play_turn(
     def add_audio(pcm: bytes, text: str | None) -> Callable[[], None]:
         def on_sent() -> None:
             record.reply_pcm.extend(pcm)
+            record.reply_sent_at.append((time.monotonic(), len(record.reply_pcm) // 2))
             if text:
                 record.reply_text_sent += text
 

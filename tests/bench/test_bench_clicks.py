@@ -67,13 +67,14 @@ def test_round_trips_run_from_the_click_being_due_to_its_echo_arriving() -> None
             scenario_turn=0, end_reason="vad", end_sample=0, reply_pcm=bytearray(pcm), finished=True
         )
     )
-    timeline = _Timeline()
+    # Stamped by the emulator as each frame passed: reply chunks out, mic frames in.
     chunks = len(pcm) // 2 // CHUNK
-    timeline.sent[(0, 0)] = [Observation(t0 + k * 0.02, (k + 1) * CHUNK) for k in range(chunks)]
+    turn = record.connections[0].turns[0]
+    turn.reply_sent_at = [(t0 + k * 0.02, (k + 1) * CHUNK) for k in range(chunks)]
     frames = len(mic) // 2 // 320
-    timeline.heard[0] = [Observation(t0 + (k + 1) * 0.02, (k + 1) * 320) for k in range(frames)]
+    record.connections[0].audio_at = [(t0 + (k + 1) * 0.02, (k + 1) * 320) for k in range(frames)]
 
-    out = results(record, timeline, positions, 0.2)
+    out = results(record, _Timeline(), positions, 0.2)
 
     due = [t0 + p / REPLY_RATE for p in positions]
     # Each echo is due back with the 20 ms mic frame that holds its first sample.
@@ -98,9 +99,8 @@ def test_a_click_with_no_echo_is_counted_missing() -> None:
     record.connections[0].turns.append(
         TurnRecord(scenario_turn=0, end_reason="vad", end_sample=0, reply_pcm=bytearray(pcm))
     )
-    timeline = _Timeline()
-    timeline.sent[(0, 0)] = [Observation(5.0, len(pcm) // 2)]
-    timeline.heard[0] = [Observation(5.5, 8000)]
-    out = results(record, timeline, positions, 0.2)
+    record.connections[0].turns[0].reply_sent_at = [(5.0, len(pcm) // 2)]
+    record.connections[0].audio_at = [(5.5, 8000)]
+    out = results(record, _Timeline(), positions, 0.2)
     assert out["round_trips_ms"] == []
     assert out["missing_clicks"] == len(positions)
