@@ -23,7 +23,7 @@ class BuggySpeaker(WavSink):
         raise TypeError(BUG)
 
 
-def _buggy_put(self: ReplyPlayer, pcm: bytes) -> None:
+def _buggy_put(self: ReplyPlayer, pcm: bytes, **_: Any) -> None:
     raise TypeError(BUG)
 
 
