@@ -306,7 +306,11 @@ class HalfDuplexGate:
             if self.bus is not None:
                 self.bus.publish(BargeIn(level_db=round(mic_db, 1), echo_db=round(expected, 1)))
             return mic.tobytes()
-        if not loud and envelope > -50.0 and mic_db > _FLOOR_DB:
+        # Only what may be echo teaches the coupling: a step more than half the margin over
+        # the expected echo is likely the worker, and learning their voice as echo would raise
+        # the bar while they talk (1.5 s of double talk lifted it 9 dB) so they never get in.
+        suspect = mic_db > expected + self.margin_db / 2
+        if not loud and not suspect and envelope > -50.0 and mic_db > _FLOOR_DB:
             self._learn(mic_db - envelope)
         self.gated_samples += mic.size
         return bytes(mic.nbytes)

@@ -194,6 +194,24 @@ async def test_half_duplex_stays_shut_for_speech_no_louder_than_the_echo() -> No
     assert stage.gate is not None and stage.gate.barge_ins == 0
 
 
+async def test_half_duplex_does_not_learn_the_worker_talking_over_the_reply_as_echo() -> None:
+    """The gate learns the echo's coupling while it gates. A worker talking over the reply, not
+    yet loud enough to open it, is not echo: learning their voice raised the bar as they
+    talked (9 dB in 1.5 s on the PulseAudio rig), so a worker who then spoke up never got in."""
+    speaker = LineSpeaker()
+    tap = SpeakerTap(speaker)  # type: ignore[arg-type]
+    stage = EchoStage("half_duplex", tap)
+    assert stage.gate is not None
+    await tap.write(REPLY * 3)
+    line = EchoLine(speaker)
+    await run_line(stage, speaker, line, np.zeros(0), 75)  # 1.5 s of echo alone
+    learned = stage.gate.coupling_db
+    # 2.5 s of the worker 5 dB above the echo: heard over it, but under the barge-in margin.
+    await run_line(stage, speaker, line, speech16("what about aisle fourteen", gain_db=-7), 125)
+    assert stage.gate.barge_ins == 0
+    assert stage.gate.coupling_db < learned + 2.0
+
+
 async def test_aec_removes_the_echo_and_keeps_the_worker() -> None:
     speaker = LineSpeaker()
     tap = SpeakerTap(speaker)  # type: ignore[arg-type]
