@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from device.inventory.server import RunningInventory
@@ -12,30 +11,9 @@ from device.tools.inventory_client import (
     InventoryUnavailable,
     move_request,
 )
+from tests.tools.transports import LoseResponses
 
 MOVE = move_request("104417", "A-12-03", "A-14-01", 5)
-
-
-class LoseResponses(httpx.AsyncBaseTransport):
-    """Delivers each request to the server, then loses the first `n` answers as timeouts."""
-
-    def __init__(self, n: int) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.lost = n
-        self.sent = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent += 1
-        response = await self.inner.handle_async_request(request)
-        await response.aread()
-        if self.lost > 0:
-            self.lost -= 1
-            await response.aclose()
-            raise httpx.ReadTimeout("injected: answer lost on the way back", request=request)
-        return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def stock(client: InventoryClient, location: str) -> int:

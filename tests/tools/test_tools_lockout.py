@@ -19,30 +19,9 @@ from device.inventory.server import RunningInventory
 from device.tools.declarations import WAREHOUSE_TOOLS
 from device.tools.dispatcher import ToolDispatcher
 from device.tools.inventory_client import InventoryClient, InventoryError, InventoryUnavailable
+from tests.tools.transports import LoseResponses
 
 BIN = "A-12-03"
-
-
-class LoseResponses(httpx.AsyncBaseTransport):
-    """Delivers each request to the server, then loses the first `n` answers as timeouts."""
-
-    def __init__(self, n: int) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.lost = n
-        self.sent = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent += 1
-        response = await self.inner.handle_async_request(request)
-        await response.aread()
-        if self.lost > 0:
-            self.lost -= 1
-            await response.aclose()
-            raise httpx.ReadTimeout("injected: answer lost on the way back", request=request)
-        return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 class RefuseFirstConnects(httpx.AsyncBaseTransport):
