@@ -319,6 +319,11 @@ class Connection(ClientFrames):
         if not self._closing:
             self._goaway.audio_arrived()
 
+    def drop(self) -> None:
+        """Drop the link: what the client sends from here on is lost with it."""
+        self._deaf = True
+        self.close(wire.CLOSE_ABNORMAL, "connection dropped")
+
     # The conversation.
 
     async def _converse(self) -> None:

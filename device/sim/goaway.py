@@ -5,6 +5,8 @@
 - `goaway_clock = "wall"`: goAway `goaway_after_s / speed` seconds after setupComplete, with
   `timeLeft = goaway_time_left_s / speed`, and the close when that has passed.
 - A turn's `goaway_after_ms` fault sends it mid-reply, with the wall-clock deadline.
+- `input_fault_after_s` (first connection only, once): a goAway with the wall-clock deadline,
+  or a dropped link, at that point of the input audio, so it can land inside a request.
 
 The fault record says which turn's reply was in progress (`during_turn`).
 """
@@ -30,6 +32,8 @@ class GoAwayChannel(Protocol):
 
     def close(self, code: int, reason: str, on_closed: Any = None) -> None: ...
 
+    def drop(self) -> None: ...
+
     def fault(
         self, kind: str, turn: int | None, detail: str = "", during_turn: int | None = None
     ) -> None: ...
@@ -40,6 +44,7 @@ class GoAway:
         self._channel = channel
         self._sent = False
         self._deadline_queued = False
+        self._input_faulted = False
         self._timers: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
@@ -65,6 +70,7 @@ class GoAway:
 
     def audio_arrived(self) -> None:
         """The audio clock: check after each piece of input audio."""
+        self._input_fault()
         channel = self._channel
         scenario = channel.scenario
         after = scenario.goaway_after_s
@@ -86,6 +92,23 @@ class GoAway:
             self._deadline_queued = True
             channel.fault("goaway_deadline", None, f"after {elapsed:.3f} s of input audio")
             channel.close(scenario.goaway_close_code, _DEADLINE_REASON)
+
+    def _input_fault(self) -> None:
+        channel = self._channel
+        after = channel.scenario.input_fault_after_s
+        if after is None or channel.record.index != 0 or self._input_faulted:
+            return
+        rate = channel.record.audio_rate or wire.DEFAULT_INPUT_RATE
+        elapsed = channel.record.audio_samples / rate
+        if elapsed < after:
+            return
+        self._input_faulted = True
+        detail = f"after {elapsed:.3f} s of input audio"
+        if channel.scenario.input_fault == "goaway":
+            self.now(detail)
+            return
+        channel.fault("drop", None, detail, self._turn_in_progress())
+        channel.drop()
 
     async def _wall(self, delay: float) -> None:
         await asyncio.sleep(delay)

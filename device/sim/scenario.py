@@ -117,6 +117,11 @@ class Scenario(_Model):
     # "audio": goaway_after_s and goaway_time_left_s count input audio. "wall": they count
     # wall-clock seconds (divided by `speed`) from setupComplete, and timeLeft says so.
     goaway_clock: Literal["audio", "wall"] = "audio"
+    # On the first connection only, once this many seconds of client audio arrived (so it can
+    # land inside a request): `input_fault` "goaway" sends goAway (timeLeft
+    # goaway_time_left_s / speed, wall clock), "drop" drops the link (1006, nothing more read).
+    input_fault_after_s: float | None = Field(default=None, ge=0)
+    input_fault: Literal["goaway", "drop"] = "drop"
     resumption: bool = True
     # Also issue handles mid-turn: right after a toolCall (resuming waits for its answers),
     # once every answer was consumed, and as a reply without tools starts (resuming plays the

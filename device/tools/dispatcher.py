@@ -2,26 +2,22 @@
 
 `call()` never raises. Whatever happens (bad arguments, an unknown tool, a timeout, an HTTP
 error, a bug) the session gets a structured result (see `device.tools.results`) it can speak.
-Writes are never applied on the model's word: they are previewed (a dry run), read back, and
-committed only after the worker's own confirmation (see `device.tools.confirmation`), with an
-Idempotency-Key derived from the session and the original function-call id, so a retry or a
-reconnect never applies a change twice.
+A duplicated call id runs once (`device.tools.once`). Writes are never applied on the model's
+word: they are previewed (a dry run), read back, and committed only after the worker's own
+confirmation (`device.tools.writes`), with an Idempotency-Key derived from the session and the
+original function-call id, so a retry or a reconnect never applies a change twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from device.events import ErrorRaised, EventBus, ToolCalled, ToolFinished
+from device.events import ErrorRaised, EventBus
 from device.tools import refusals, results
-from device.tools.confirmation import Consents
-from device.tools.consent import PendingAction, Stage
+from device.tools.consent import PendingAction
 from device.tools.declarations import (
     CONFIRM_TOOL,
     DIRECT_WRITE_TOOLS,
@@ -29,48 +25,18 @@ from device.tools.declarations import (
     declarations,
     exposed_tools,
 )
-from device.tools.handlers import (
-    Outcome,
-    PickMemory,
-    Proposal,
-    WarehouseTools,
-    committed_data,
-    committed_sentence,
-)
-from device.tools.inventory_client import (
-    CallContext,
-    InventoryClient,
-    InventoryError,
-    handoff_request,
-)
+from device.tools.handlers import Outcome, PickMemory, Proposal, WarehouseTools
+from device.tools.inventory_client import CallContext, InventoryClient, InventoryError
+from device.tools.once import CallsOnce, cancelled_event
 from device.tools.operator import TOOLS as SIGN_ON_TOOLS
 from device.tools.operator import UNKNOWN as UNKNOWN_OPERATOR
 from device.tools.operator import SignOn
 from device.tools.validation import ArgumentProblem, ArgumentValidator
-from device.tools.write_queue import queued_result
+from device.tools.writes import Writes, idempotency_key
+
+__all__ = ["ToolDispatcher", "cancelled_event", "idempotency_key"]
 
 log = logging.getLogger(__name__)
-
-RECENT_CALLS = 256
-
-
-def idempotency_key(session_id: str, call_id: str) -> str:
-    """Stable per (session, original function call): the same call always gets the same key."""
-    digest = hashlib.sha256(f"{session_id}\x1f{call_id}".encode()).hexdigest()
-    return f"wv-{digest[:40]}"
-
-
-def cancelled_event(session_id: str, call_id: str, name: str, started: float) -> ToolFinished:
-    """The end of a call that was cancelled (toolCallCancellation, a session closing)."""
-    result = {"status": "cancelled", "speakable": "", "retryable": True, "valid_options": []}
-    return ToolFinished(
-        session_id=session_id,
-        call_id=call_id,
-        name=name,
-        status="cancelled",
-        result=result,
-        latency_ms=(time.monotonic() - started) * 1000.0,
-    )
 
 
 class ToolDispatcher:
@@ -103,18 +69,16 @@ class ToolDispatcher:
         self._handlers = WarehouseTools(client, PickMemory())
         # `require_spoken_readback` is kept for callers; a matching read-back is always due.
         del require_spoken_readback
-        self._consents = Consents(
-            bus,
-            confirm_words,
-            ttl_s=pending_ttl_s,
+        self._writes = Writes(
+            bus=bus,
+            client=client,
+            confirm_words=confirm_words,
+            pending_ttl_s=pending_ttl_s,
             button_confirms=button_confirms,
-            on_handoff=self._hand_off_soon,
+            operator=self.operator,
+            report=self._report,
         )
-        self._handoffs: set[asyncio.Task[None]] = set()
-        self._commit_lock = asyncio.Lock()
-        self._recent: OrderedDict[tuple[str, str, str], asyncio.Future[dict[str, Any]]] = (
-            OrderedDict()
-        )
+        self._once = CallsOnce(bus)
 
     # ---- what the appliance uses ---------------------------------------------------------
 
@@ -135,7 +99,7 @@ class ToolDispatcher:
     @property
     def pending(self) -> PendingAction | None:
         """The write of the open session waiting for the worker's confirmation, if any."""
-        consent = self._consents.current
+        consent = self._writes.consents.current
         return consent.pending if consent is not None else None
 
     @property
@@ -145,29 +109,27 @@ class ToolDispatcher:
     def confirm(self, source: str = "control") -> bool:
         """The worker confirmed by other means (a dedicated button, the control socket).
         Counts only after a matching read-back; False otherwise."""
-        return self._consents.confirm(source)
+        return self._writes.consents.confirm(source)
 
     def cancel(self, reason: str = "cancelled") -> bool:
-        consent = self._consents.current
+        consent = self._writes.consents.current
         return consent is not None and consent.cancel(reason) is not None
 
     async def commit_pending(self) -> dict[str, Any]:
         """Apply the pending write if the worker confirmed it; a result either way."""
-        consent = self._consents.current
+        consent = self._writes.consents.current
         if consent is None:
             return refusals.nothing_pending()
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await self._commit(consent.session_id, "appliance")
+                return await self._writes.commit(consent.session_id, "appliance")
         except TimeoutError:
             return self._timeout_result()
         except Exception as exc:
             return self._crash_result("commit_pending", exc)
 
     def close(self) -> None:
-        self._consents.close()
-        for task in self._handoffs:
-            task.cancel()
+        self._writes.close()
 
     async def aclose(self) -> None:
         """Stop listening on the bus and close the inventory client's connections."""
@@ -182,47 +144,8 @@ class ToolDispatcher:
         """Run one function call; returns the structured result. Never raises (but honours
         cancellation of the calling task)."""
         key = (str(session_id), str(call_id), str(name))
-        earlier = self._recent.get(key)
-        if earlier is not None and not earlier.cancelled():
-            # A duplicated function-call id: answer it again, never run it twice.
-            try:
-                return await asyncio.shield(earlier)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if not earlier.cancelled() or (task is not None and task.cancelling()):
-                    raise
-                # The original call was cancelled before it finished: run this one afresh.
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._remember(key, future)
-        start = time.monotonic()
         safe_args = args if isinstance(args, dict) else {"_": repr(args)[:200]}
-        self._bus.publish(
-            ToolCalled(session_id=key[0], call_id=key[1], name=key[2], args=dict(safe_args))
-        )
-        try:
-            result = await self._run(key[0], key[1], key[2], args)
-        except asyncio.CancelledError:
-            future.cancel()
-            self._recent.pop(key, None)
-            self._bus.publish(cancelled_event(key[0], key[1], key[2], start))
-            raise
-        future.set_result(result)
-        self._bus.publish(
-            ToolFinished(
-                session_id=key[0],
-                call_id=key[1],
-                name=key[2],
-                status=result["status"],
-                result=result,
-                latency_ms=(time.monotonic() - start) * 1000.0,
-            )
-        )
-        return result
-
-    def _remember(self, key: tuple[str, str, str], future: asyncio.Future[dict[str, Any]]) -> None:
-        self._recent[key] = future
-        while len(self._recent) > RECENT_CALLS:
-            self._recent.popitem(last=False)
+        return await self._once.run(key, safe_args, lambda: self._run(*key, args))
 
     async def _run(self, session_id: str, call_id: str, name: str, args: Any) -> dict[str, Any]:
         try:
@@ -267,17 +190,9 @@ class ToolDispatcher:
         if operator is None and (name in WRITE_TOOLS or name == CONFIRM_TOOL) and not cancelling:
             return refusals.sign_on_first()
         if name == CONFIRM_TOOL:
-            if args["decision"] == "cancel":
-                consent = self._consents.of(session_id)
-                if consent is None:
-                    return refusals.nothing_pending()
-                closed = consent.last_closed
-                if consent.cancel("model") is None and (
-                    closed is None or closed.stage != Stage.DECLINED
-                ):
-                    return refusals.nothing_pending()
-                return results.result("cancelled", "CANCELLED", "Cancelled. Nothing was changed.")
-            return await self._commit(session_id, f"model call {call_id}")
+            if cancelling:
+                return self._writes.cancel_for_model(session_id)
+            return await self._writes.commit(session_id, f"model call {call_id}")
         handler: Callable[[dict[str, Any], CallContext], Awaitable[Outcome]] = getattr(
             self._handlers, name
         )
@@ -285,100 +200,7 @@ class ToolDispatcher:
         if not isinstance(outcome, Proposal):
             return outcome
         assert name in WRITE_TOOLS
-        proposed = self._consents.propose(
-            PendingAction(
-                session_id=session_id,
-                call_id=call_id,
-                tool=name,
-                write=outcome.write,
-                args=dict(args),
-                readback=outcome.readback,
-                idempotency_key=idempotency_key(session_id, call_id),
-                change=outcome.change,
-            )
-        )
-        if not proposed:
-            return results.error(
-                "SESSION_ENDED",
-                "This conversation has ended. Please start again.",
-                detail="the session that made this call is over; nothing was proposed",
-            )
-        return results.result(
-            "needs_confirmation",
-            "NEEDS_CONFIRMATION",
-            f"{outcome.readback} {results.CONFIRM_PROMPT}",
-            valid_options=["confirm", "cancel"],
-            detail=(
-                "Nothing is changed yet. Speak `speakable` to the worker as it is, then wait "
-                f"for their answer and call {CONFIRM_TOOL}."
-            ),
-            data=outcome.data,
-        )
-
-    async def _commit(self, session_id: str, asked_by: str) -> dict[str, Any]:
-        async with self._commit_lock:
-            consent = self._consents.of(session_id)
-            if consent is None:
-                return refusals.nothing_pending()
-            pending = consent.pending
-            if pending is None:
-                last = consent.last_closed
-                if last is not None and last.stage in (Stage.DECLINED, Stage.HANDED_OFF):
-                    self._report(
-                        f"refused to commit {last.tool} ({last.call_id}) asked by {asked_by}: "
-                        f"the change was {last.stage.value.replace('_', ' ')}, not confirmed"
-                    )
-                return refusals.closed_result(last)
-            action = consent.commit_ready()
-            if action is None:
-                self._report(
-                    f"refused to commit {pending.tool} ({pending.call_id}) asked by {asked_by}: "
-                    "the worker has not confirmed a matching read-back (not confirmed)"
-                )
-                return refusals.not_confirmed(pending)
-            operator = self.operator()
-            if operator is None:
-                return refusals.sign_on_first()
-            ctx = CallContext(action.session_id, action.call_id, operator)
-            try:
-                body = await self._client.commit(
-                    action.write, idempotency_key=action.idempotency_key, context=ctx
-                )
-            except InventoryError as err:
-                if not err.retryable:
-                    consent.finish(action, Stage.FAILED, err.code)
-                # A retryable failure keeps the confirmed action: calling again reuses its
-                # idempotency key, so it cannot apply twice.
-                return results.from_inventory_error(err, action.args)
-            consent.finish(action, Stage.COMMITTED, action.confirmed_by or "")
-            if body.get("queued"):  # saved on the device while the API is away
-                return queued_result(action.tool, body)
-            return results.ok(
-                committed_sentence(action.tool, action.args, body), committed_data(body)
-            )
-
-    def _hand_off_soon(self, action: PendingAction) -> None:
-        """The model got the read-back wrong twice: the change is dropped; call a person."""
-        task = asyncio.get_running_loop().create_task(
-            self._hand_off(action), name="readback-handoff"
-        )
-        self._handoffs.add(task)
-        task.add_done_callback(self._handoffs.discard)
-
-    async def _hand_off(self, action: PendingAction) -> None:
-        summary = (
-            f"The read-back of a {action.tool.replace('_', ' ')} went wrong twice; "
-            f"the change was dropped: {action.readback}"
-        )[:300]
-        ctx = CallContext(action.session_id, action.call_id, self.operator() or UNKNOWN_OPERATOR)
-        try:
-            await self._client.commit(
-                handoff_request("other", summary),
-                idempotency_key=idempotency_key(action.session_id, f"handoff:{action.call_id}"),
-                context=ctx,
-            )
-        except InventoryError as err:
-            self._report(f"could not call a person after two wrong read-backs: {err}")
+        return self._writes.propose(session_id, call_id, name, args, outcome)
 
     def _report(self, message: str) -> None:
         log.warning("%s", message)

@@ -41,8 +41,9 @@ def shift() -> Scenario:
         goaway_time_left_s=20.0,
         # The exact microphone check below needs the consumed index: with it the device re-sends
         # exactly the audio a handle does not hold. Without it (the Gemini API, the emulator's
-        # default since issue 11) the device cannot know what a handle holds and by design does
-        # not re-send audio (device/live/outbox.py); test_seams runs GoAway seams that way.
+        # default since issue 11) the device re-sends everything since the handle, a little
+        # more than it holds (device/live/ledger.py); test_request_seam checks that by counting
+        # whole questions, and test_seams runs GoAway seams that way.
         report_consumed_index=True,
         turns=turns,
     )

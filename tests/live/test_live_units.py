@@ -20,7 +20,8 @@ from device.live.backoff import Backoff
 from device.live.connect import build_connect_config, live_connector
 from device.live.cues import CuePlayer
 from device.live.failures import LiveUnavailable, classify, parse_time_left
-from device.live.outbox import Outbox, Outgoing, ReplayLedger
+from device.live.ledger import ReplayLedger
+from device.live.outbox import Outbox, Outgoing
 
 AUDIO = b"\x01\x00" * 320  # 20 ms at 16 kHz
 
@@ -93,16 +94,71 @@ def test_ledger_resends_exactly_what_was_not_consumed() -> None:
     assert ledger.connection_started(resumed=True) == []
 
 
-def test_ledger_without_indices_resends_only_unreported_answers() -> None:
-    ledger = ReplayLedger(max_audio_bytes=10_000)
-    ledger.sent(Outgoing("audio", AUDIO))
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_ledger_without_indices_resends_everything_since_the_handle() -> None:
+    clock = Clock()
+    ledger = ReplayLedger(max_audio_bytes=10_000, overlap_s=0.5, clock=clock)
+    ledger.sent(Outgoing("audio", b"a" * 10))
     ledger.sent(answer("c1"))
+    clock.now += 1.0
     ledger.update("h1", None)  # everything sent before this update is in the state
-    ledger.sent(Outgoing("audio", AUDIO))
+    words = [Outgoing("audio", bytes([i]) * 10) for i in range(3)]
+    ledger.sent(words[0])
+    ledger.sent(Outgoing("activity_end"))
+    ledger.sent(words[1])
     ledger.sent(answer("c2"))
-    # Stale partial audio is not replayed; the answer the state may lack is.
+    ledger.sent(words[2])
+    # The worker's words after the handle are in no state: all of it goes again, in order.
     replay = ledger.connection_started(resumed=True)
-    assert [(i.kind, i.call_id) for i in replay] == [("tool_response", "c2")]
+    assert [(i.kind, i.payload if i.kind == "audio" else i.call_id) for i in replay] == [
+        ("audio", words[0].payload),
+        ("activity_end", None),
+        ("audio", words[1].payload),
+        ("tool_response", "c2"),
+        ("audio", words[2].payload),
+    ]
+
+
+def test_ledger_without_indices_keeps_audio_of_the_last_round_trip_before_an_update() -> None:
+    clock = Clock()
+    ledger = ReplayLedger(max_audio_bytes=10_000, overlap_s=0.5, clock=clock)
+    old, recent = Outgoing("audio", b"o" * 10), Outgoing("audio", b"r" * 10)
+    ledger.sent(old)
+    clock.now += 1.0
+    ledger.sent(answer("c1"))
+    ledger.sent(recent)
+    clock.now += 0.2
+    ledger.update("h1", None)
+    # The recent audio may have been on the wire when the handle was made; an answer is not
+    # repeated on a guess (the service would take it twice).
+    assert ledger.connection_started(resumed=True) == [recent]
+
+
+def test_ledger_without_indices_never_resends_what_the_model_went_on_from() -> None:
+    clock = Clock()
+    ledger = ReplayLedger(max_audio_bytes=10_000, overlap_s=0.5, clock=clock)
+    ledger.update("h1", None)
+    question, after = Outgoing("audio", b"q" * 10), Outgoing("audio", b"s" * 10)
+    ledger.sent(question)
+    ledger.sent(answer("c1"))
+    ledger.output_seen()  # the model answered: the question and the answer were taken in
+    ledger.sent(after)
+    assert ledger.connection_started(resumed=True) == [after]
+
+
+def test_ledger_keeps_only_the_newest_video_frames() -> None:
+    ledger = ReplayLedger(max_audio_bytes=10_000, max_video_frames=2)
+    frames = [Outgoing("video", bytes([i]) * 100) for i in range(4)]
+    for frame in frames:
+        ledger.sent(frame)
+    assert ledger.connection_started(resumed=True) == frames[2:]
 
 
 def test_ledger_fresh_session_replays_the_current_utterance_only() -> None:
@@ -135,6 +191,17 @@ async def test_outbox_order_bounds_and_drops() -> None:
     got = [await box.get() for _ in range(len(box))]
     assert [g.kind for g in got] == ["activity_start", "audio", "audio"]
     assert [g.payload for g in got[1:]] == [second.payload, third.payload]
+
+
+async def test_outbox_bound_spares_a_replay_so_no_hole_opens_in_it() -> None:
+    box = Outbox(max_audio_bytes=2 * len(AUDIO))
+    replay = [Outgoing("audio", bytes([i]) * len(AUDIO)) for i in range(4)]
+    box.put_front(replay)  # bounded by the ledger already
+    live = [Outgoing("audio", bytes([10 + i]) * len(AUDIO)) for i in range(3)]
+    for item in live:
+        box.put(item)  # captured while the replay drains: its oldest goes past the bound
+    got = [await box.get() for _ in range(len(box))]
+    assert [g.payload for g in got] == [r.payload for r in replay + live[1:]]
 
 
 async def test_a_missing_cue_is_skipped_not_fatal(tmp_path: Path) -> None:
