@@ -7,6 +7,11 @@
 - capture (required): the appliance's capture loop, restarted if it dies.
 - wake (required when the wake word is on): the listener, restarted if it dies.
 - camera (optional): the snapshot loop, restarted if it dies; its availability events report.
+- link (required): where conversations run (`device.appliance_link`); a session task that dies
+  of a bug stops it, and its restart is the recovery.
+- panel (optional: the device works voice-only without it): the LEDs and buttons, retried
+  while a piece cannot open and restarted when the LEDs fail. Its own fault cannot light the
+  LED it broke, so `status` is where it shows.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ def supervise_parts(
     wake: Callable[[], Awaitable[None]] | None,
     camera: Callable[[], Awaitable[None]] | None,
     budget_s: float,
+    link: Callable[[], Awaitable[None]] | None = None,
+    panel: Callable[[], Awaitable[None]] | None = None,
     speaker_stall_s: float = SPEAKER_STALL_S,
 ) -> Callable[[], None]:
     """Register the parts; returns the bus unsubscriber for their event reports."""
@@ -50,6 +57,10 @@ def supervise_parts(
         supervisor.add("wake", budget_s=budget_s, run=wake)
     if camera is not None:
         supervisor.add("camera", required=False, run=camera)
+    if link is not None:
+        supervisor.add("link", budget_s=budget_s, run=link)
+    if panel is not None:
+        supervisor.add("panel", required=False, run=panel)
 
     def on_event(event: Event) -> None:
         if isinstance(event, CaptureLost):
