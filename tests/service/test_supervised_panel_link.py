@@ -102,12 +102,13 @@ async def until(bus: EventBus, done: Callable[[], bool], what: str, timeout_s: f
 
 
 async def poll(done: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not done():
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        raise AssertionError(f"gave up waiting for {what}") from None
+    """Poll pins (they change on gpiozero's threads, not on the bus)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not done():
+        if loop.time() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await asyncio.sleep(0.005)
 
 
 def forever() -> Any:
@@ -121,7 +122,8 @@ async def test_a_panel_whose_pins_are_busy_once_recovers_and_shows_the_current_s
     health: list[PartHealth] = []
     bus.subscribe(lambda e: health.append(e) if isinstance(e, PartHealth) else None)
     handler = Handler()
-    settings = settings_from_dict({"button": {"pin": "GPIO17", "hold_s": 5.0, "long_press_s": 0, "bounce_s": 0}})
+    button_settings = {"pin": "GPIO17", "hold_s": 5.0, "long_press_s": 0, "bounce_s": 0}
+    settings = settings_from_dict({"button": button_settings})
     board = Board(settings, bus=bus, handler=handler)
     supervisor = Supervisor(bus, backoff_initial_s=0.2, settle_s=0.2)
     unsubscribe = supervise_parts(
