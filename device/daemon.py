@@ -32,7 +32,7 @@ from device.service.control import ControlServer
 from device.service.eventlog import EventLog
 from device.service.metrics import start_metrics
 from device.service.notify import Notifier, status_subscriber, watchdog_task
-from device.service.parts import supervise_parts
+from device.service.parts import speaker_stall_s, supervise_parts
 from device.service.supervisor import Supervisor
 from device.tools.dispatcher import ToolDispatcher
 from device.tools.operator import BadgeScanner, SignOn
@@ -205,6 +205,7 @@ async def assemble(
         wake=listener.run if listener is not None else None,
         camera=eye.streamer.run if eye.available else None,
         budget_s=60.0,
+        speaker_stall_s=speaker_stall_s(Notifier().watchdog_interval()),
         link=appliance.link.run,
         panel=board.run,
     )

@@ -27,6 +27,18 @@ from device.service.supervisor import Supervisor, speaker_probe
 # How long a hung speaker write may last before the watchdog stops: longer than any one
 # buffer can legitimately take, well inside systemd's WatchdogSec (30 s in the unit).
 SPEAKER_STALL_S = 5.0
+# Never less, however short the watchdog: a loaded machine may hold one buffer that long.
+SPEAKER_STALL_MIN_S = 1.0
+
+
+def speaker_stall_s(watchdog_period_s: float | None) -> float:
+    """The stall limit for a watchdog pinged every `watchdog_period_s` (None: no watchdog).
+
+    One ping period at most, so a hung write stops the pings well inside the watchdog's budget
+    (two periods: systemd's WatchdogSec), even when WatchdogSec is short."""
+    if watchdog_period_s is None:
+        return SPEAKER_STALL_S
+    return max(SPEAKER_STALL_MIN_S, min(SPEAKER_STALL_S, watchdog_period_s))
 
 
 def supervise_parts(
