@@ -9,8 +9,8 @@ watchdog periods; the waits are bounds on a hang, not timings.
 
 from __future__ import annotations
 
-import asyncio
 import array
+import asyncio
 import fcntl
 import json
 import os
@@ -34,6 +34,7 @@ from device.sim.scenario import load_scenario
 
 WATCHDOG_USEC = 2_000_000
 PERIOD_S = WATCHDOG_USEC / 2_000_000  # the daemon pings every half WATCHDOG_USEC
+KEY = "watchdog-key"
 BUDGET_PERIODS = 2  # systemd restarts the unit after WATCHDOG_USEC without a ping
 
 CONFIG = """
@@ -110,12 +111,25 @@ async def health(work: Path) -> dict[str, dict[str, object]]:
     return parts
 
 
+async def until_stuck(work: Path) -> dict[str, object]:
+    """The speaker's `status` once the daemon calls it stuck (asked a few times a period)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:
+        speaker = (await health(work))["speaker"]
+        if speaker["health"] == "stuck":
+            return speaker
+        if loop.time() > deadline:
+            raise AssertionError(f"the speaker never showed as stuck: {speaker}")
+        await asyncio.sleep(PERIOD_S / 4)
+
+
 async def test_a_hung_speaker_stops_the_daemons_pings_and_an_idle_one_keeps_them(
     tmp_path: Path,
 ) -> None:
     pytest.importorskip("pyaudio")
     work = tmp_path
-    (work / "key").write_text("watchdog-key")
+    (work / "key").write_text(KEY)
     notify_dir = Path(tempfile.mkdtemp(prefix="wv-wd-"))
     systemd = NotifySocket(notify_dir / "notify")
     fifo = work / "speaker.fifo"
@@ -127,7 +141,7 @@ async def test_a_hung_speaker_stops_the_daemons_pings_and_an_idle_one_keeps_them
     drained = threading.Event()
     async with (
         serve_inventory(work / "inventory.db", seed="demo") as inventory,
-        Emulator(load_scenario("where-is-sku"), workdir=work / "emu", api_key="watchdog-key") as emu,
+        Emulator(load_scenario("where-is-sku"), workdir=work / "emu", api_key=KEY) as emu,
     ):
         (work / "token").write_text(inventory.token)
         config = work / "config.toml"
@@ -145,7 +159,8 @@ async def test_a_hung_speaker_stops_the_daemons_pings_and_an_idle_one_keeps_them
                 f'pcm.vspk {{ type file slave.pcm "null" file "{fifo}" format "raw" }}\n'
             )
             forget_alsa_config()
-            env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "WATCHDOG_PID")}
+            inherited = os.environ.items()
+            env = {k: v for k, v in inherited if k not in ("GEMINI_API_KEY", "WATCHDOG_PID")}
             env.update(NOTIFY_SOCKET=str(systemd.path), WATCHDOG_USEC=str(WATCHDOG_USEC))
             errors = (work / "stderr.log").open("wb")
             proc = await asyncio.create_subprocess_exec(
@@ -169,15 +184,7 @@ async def test_a_hung_speaker_stops_the_daemons_pings_and_an_idle_one_keeps_them
                 at_hang = pings(systemd)
                 await emu.wait_for_turns(1, timeout_s=60)
                 await ctl(work, "release")
-                speaker: dict[str, object] = {}
-
-                async def stuck() -> bool:
-                    speaker.update((await health(work))["speaker"])
-                    return speaker["health"] == "stuck"
-
-                async with asyncio.timeout(60):
-                    while not await stuck():
-                        await asyncio.sleep(PERIOD_S / 4)
+                speaker = await until_stuck(work)
                 assert "hung" in str(speaker["reason"])
                 # It stopped within the budget: at most the budget's pings after the hang
                 # began (one more may have been in flight when the first byte was seen).
