@@ -1,7 +1,8 @@
 """The panel assembled from settings: LEDs that follow the bus, and the talk button.
 
-A board that cannot be opened (no GPIO chip, a pin in use) leaves the device voice-only with an
-error event, rather than stopping it: a worker can still talk to a device whose LED is dark.
+A board that cannot be opened (no GPIO chip, a pin in use) leaves the device voice-only,
+rather than stopping it: a worker can still talk to a device whose LED is dark. In the daemon
+the board is the supervised `panel` part (`Board.run`), retried and restarted with backoff.
 """
 
 from __future__ import annotations

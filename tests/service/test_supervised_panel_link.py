@@ -173,6 +173,64 @@ async def test_a_panel_whose_pins_are_busy_once_recovers_and_shows_the_current_s
     assert busy_once.refused == 1
 
 
+class FlakyPin(MockPWMPin):
+    """A PWM pin whose next write fails once `failing` is set (a GPIO line lost mid-shift)."""
+
+    failing = False
+
+    def _set_state(self, value: float) -> None:
+        if FlakyPin.failing:
+            FlakyPin.failing = False
+            raise OSError(5, "Input/output error")
+        super()._set_state(value)
+
+
+@pytest.fixture
+def flaky_pins() -> Iterator[MockFactory]:
+    previous = Device.pin_factory
+    factory = MockFactory(pin_class=FlakyPin)
+    Device.pin_factory = factory
+    yield factory
+    FlakyPin.failing = False
+    factory.reset()
+    Device.pin_factory = previous
+
+
+async def test_leds_that_fail_mid_shift_are_reopened_and_show_the_state(
+    flaky_pins: MockFactory, tmp_path: Path
+) -> None:
+    bus = EventBus()
+    health: list[PartHealth] = []
+    bus.subscribe(lambda e: health.append(e) if isinstance(e, PartHealth) else None)
+    settings = settings_from_dict({"button": {"enabled": False}})
+    board = Board(settings, bus=bus, handler=Handler())
+    supervisor = Supervisor(bus, backoff_initial_s=0.2, settle_s=0.2)
+    supervisor.add("panel", required=False, run=board.run)
+    running = asyncio.create_task(supervisor.run())
+    try:
+        await poll(lambda: board.leds is not None and board.leds.shown is PanelState.IDLE, "idle")
+        first = board.leds
+        FlakyPin.failing = True
+        # A solid colour is written from here, so the failure reaches the panel.
+        bus.publish(StateChanged(state=State.LISTENING, previous=State.IDLE, reason="press"))
+        await until(bus, lambda: "panel" in supervisor.faults(), "the panel's fault")
+        assert "LEDs failed" in supervisor.snapshot()["panel"]["reason"]
+        await until(bus, lambda: not supervisor.faults(), "the panel to recover", 30)
+        assert board.leds is not None and board.leds is not first
+        # After the fault's brief warning, the reopened LEDs show the state the device is in.
+        await poll(
+            lambda: board.leds is not None and board.leds.shown is PanelState.LISTENING, "blue"
+        )
+        blue = flaky_pins.pin(BLUE)
+        await poll(lambda: blue.state == 1.0, "the blue LED to light")
+        assert supervisor.snapshot()["panel"]["restarts"] == 1
+        assert [h.health for h in health] == [Health.RECOVERING, Health.OK]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        board.close()
+
+
 async def test_a_link_that_dies_of_a_bug_is_named_in_status_and_restarted(
     rig_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
