@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from device.appliance_faults import PartFaults
+from device.appliance_link import SessionLink, await_network
 from device.appliance_status import Status
 from device.audio.capture import Capture
 from device.audio.sink import AudioSink
@@ -76,6 +77,8 @@ class Appliance:
         self._shown = ""  # the fault reason the error state shows
         self._conversation: Conversation | None = None
         self._session_task: asyncio.Task[None] | None = None
+        # Runs the session tasks; the daemon supervises it as the `link` part.
+        self.link = SessionLink()
         self._talking = False
         # A tap opens a hands-free conversation: the mic stays open and the server decides turns.
         self._open_mic = False
@@ -312,9 +315,7 @@ class Appliance:
         if self._manual:
             conversation.mark("activity_start")
         self._set(State.LISTENING, "hands-free" if self._open_mic else "push to talk")
-        task = asyncio.create_task(self._converse(conversation), name="session")
-        task.add_done_callback(self._session_done)
-        self._session_task = task
+        self._session_task = self.link.start(self._converse(conversation), self._session_done)
 
     def _session_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:
@@ -327,6 +328,8 @@ class Appliance:
             self._set(State.CLOSING, "the session task failed")
         if self._conversation is None and self.state == State.CLOSING:
             self._set(State.ERROR, "the session task failed")
+            # Under supervision the `link` part's fault now shows, and its restart ends it.
+            self._fault_shown = self.link.supervised
 
     async def _converse(self, conversation: Conversation) -> None:
         self._set(State.CONNECTING, conversation.session_id)
@@ -365,27 +368,17 @@ class Appliance:
         if outcome.offline:
             self._set(State.OFFLINE, outcome.reason)
             await conversation.play_cue("offline")
-            await self._await_network(conversation)
+            # A press meanwhile starts a new attempt at once (and ends this wait).
+            if await await_network(
+                conversation, lambda: self.state == State.OFFLINE and self._conversation is None
+            ):
+                self._settle("the Live endpoint is reachable again")
         elif outcome.error:
             # A fatal error stays: the session is over until the worker starts a new one.
             self._set(State.ERROR, outcome.reason)
             await conversation.play_cue("denied" if outcome.denied else "error")
         else:
             self._settle(outcome.reason)
-
-    async def _await_network(self, conversation: Conversation) -> None:
-        """Probe the Live endpoint with backoff until it answers, then show idle again. A
-        press meanwhile starts a new attempt at once (and ends this wait)."""
-        delay, cap = conversation.policy.reconnect_base_s, conversation.policy.offline_probe_max_s
-        while self.state == State.OFFLINE and self._conversation is None:
-            reachable = await conversation.probe()
-            if reachable is None:
-                return  # the connector cannot probe: the next attempt will tell
-            if reachable and self.state == State.OFFLINE and self._conversation is None:
-                self._settle("the Live endpoint is reachable again")
-                return
-            await asyncio.sleep(delay)
-            delay = min(cap, delay * 2)
 
     def _facts(self) -> Facts:
         return Facts(session_open=self._conversation is not None, faults=len(self._faults))

@@ -26,13 +26,13 @@ from device.events import Event, EventBus, State, StateChanged
 from device.live.connect import LiveConnector
 from device.live.connect import live_connector as connect_live
 from device.live.session import ToolRunner
-from device.panel.board import Board
+from device.panel.board import Board, panel_settings
 from device.preflight import Resolved
 from device.service.control import ControlServer
 from device.service.eventlog import EventLog
 from device.service.metrics import start_metrics
 from device.service.notify import Notifier, status_subscriber, watchdog_task
-from device.service.parts import supervise_parts
+from device.service.parts import speaker_stall_s, supervise_parts
 from device.service.supervisor import Supervisor
 from device.tools.dispatcher import ToolDispatcher
 from device.tools.operator import BadgeScanner, SignOn
@@ -195,6 +195,7 @@ async def assemble(
     )
     # The wake listener and the camera run under the supervisor, not as the capture's companions.
     appliance.use_capture(capture)
+    board = Board(settings, bus=bus, handler=appliance)
     supervisor = appliance.supervisor = Supervisor(bus, backoff_max_s=settings.audio.reopen_max_s)
     unsupervise = supervise_parts(
         supervisor,
@@ -204,6 +205,9 @@ async def assemble(
         wake=listener.run if listener is not None else None,
         camera=eye.streamer.run if eye.available else None,
         budget_s=60.0,
+        speaker_stall_s=speaker_stall_s(Notifier().watchdog_interval()),
+        link=appliance.link.run,
+        panel=board.run,
     )
     metrics = start_metrics(settings, bus, speaker)
     appliance.status_sections["metrics"] = metrics.summary
@@ -211,7 +215,6 @@ async def assemble(
     appliance.status_sections["health"] = supervisor.snapshot
     metrics.collector.families.wake_enabled.set(listener is not None)
     control = ControlServer(settings.device.control_socket, control_handler(appliance, tools))
-    board = Board(settings, bus=bus, handler=appliance)
     try:
         # A speaker or mic missing at boot is a fault the supervisor waits out (the LED and
         # `status` say so), never a reason to exit: nobody is there to restart the device.
@@ -221,7 +224,8 @@ async def assemble(
             await mic.open()
         if listener is not None:
             await listener.load()
-        board.open(asyncio.get_running_loop())
+        # The panel opens as a supervised part; a bad panel configuration stops the boot here.
+        panel_settings(settings)
         await control.start()
         await write_queue.start()
         yield appliance

@@ -139,8 +139,14 @@ class LedPanel:
         patterns: Mapping[PanelState, Pattern] = DEFAULT_PATTERNS,
         bus: EventBus | None = None,
         call_later: Callable[[float, Callable[[], None]], asyncio.TimerHandle] | None = None,
+        tracked: bool = False,
+        on_failure: Callable[[Exception], None] | None = None,
     ) -> None:
+        """`tracked`: the tracker is fed from the bus by its owner (the board), which keeps it
+        current while the LEDs are closed. `on_failure`: told when the LEDs fail to show."""
         self._leds = leds
+        self._tracked = tracked
+        self._on_failure = on_failure
         self._tracker = tracker
         self._patterns = patterns
         self._bus = bus
@@ -162,7 +168,8 @@ class LedPanel:
     def __call__(self, event: Event) -> None:
         if isinstance(event, PanelStateChanged):
             return
-        self._tracker.handle(event)
+        if not self._tracked:
+            self._tracker.handle(event)
         self.refresh()
 
     def refresh(self) -> None:
@@ -171,9 +178,12 @@ class LedPanel:
             previous, self._shown = self._shown, state
             try:
                 self._leds.show(self._patterns[state])
-            except Exception:
-                # A dead LED must not take the appliance down with it; the log says why.
+            except Exception as exc:
+                # A dead LED must not take the appliance down with it; the log says why, and
+                # the board's owner restarts the LEDs.
                 log.exception("could not show the %s pattern on the LEDs", state.value)
+                if self._on_failure is not None:
+                    self._on_failure(exc)
             if self._bus is not None:
                 self._bus.publish(
                     PanelStateChanged(state=state.value, previous=(previous or state).value)

@@ -31,6 +31,7 @@ from device.events import (
     UserSpeech,
     WakeDetected,
 )
+from device.service.supervisor import Health, PartHealth
 
 
 class PanelState(StrEnum):
@@ -62,9 +63,10 @@ _IN_SESSION = frozenset({State.LISTENING, State.CONNECTING, State.CONVERSING})
 class PanelStateTracker:
     """Fold bus events into the one state the LEDs show.
 
-    Priority, highest first: error (appliance error, a fatal error, or a recent warning such as a
-    failed camera), offline, muted, awaiting confirmation, tool running, the wake flash, idle,
-    and otherwise what the conversation is doing (listening, thinking or speaking).
+    Priority, highest first: error (appliance error, a fatal error, a broken optional part, or
+    a recent warning such as a failed camera), offline, muted, awaiting confirmation, tool
+    running, the wake flash, idle, and otherwise what the conversation is doing (listening,
+    thinking or speaking).
     """
 
     def __init__(
@@ -88,6 +90,9 @@ class PanelStateTracker:
         self._fatal = False
         self._wake_until = float("-inf")
         self._warning_until = float("-inf")
+        # Optional parts (the camera, the panel) that are broken: the appliance's state does
+        # not show them, so the LED does, for as long as they are broken.
+        self._broken: set[str] = set()
 
     def handle(self, event: Event) -> None:
         now = self._clock()
@@ -131,6 +136,11 @@ class PanelStateTracker:
                 self._warning_until = now + self._warning_s
         elif isinstance(event, CameraUnavailable):
             self._warning_until = now + self._warning_s
+        elif isinstance(event, PartHealth) and not event.required:
+            if event.health == Health.OK:
+                self._broken.discard(event.part)
+            else:
+                self._broken.add(event.part)
 
     def _end_conversation(self) -> None:
         self._activity = PanelState.LISTENING
@@ -139,7 +149,9 @@ class PanelStateTracker:
 
     def state(self) -> PanelState:
         now = self._clock()
-        if self._appliance is State.ERROR or self._fatal or now < self._warning_until:
+        if self._appliance is State.ERROR or self._fatal or self._broken:
+            return PanelState.ERROR
+        if now < self._warning_until:
             return PanelState.ERROR
         if self._appliance is State.OFFLINE:
             return PanelState.OFFLINE

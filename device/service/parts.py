@@ -7,6 +7,11 @@
 - capture (required): the appliance's capture loop, restarted if it dies.
 - wake (required when the wake word is on): the listener, restarted if it dies.
 - camera (optional): the snapshot loop, restarted if it dies; its availability events report.
+- link (required): where conversations run (`device.appliance_link`); a session task that dies
+  of a bug stops it, and its restart is the recovery.
+- panel (optional: the device works voice-only without it): the LEDs and buttons, retried
+  while a piece cannot open and restarted when the LEDs fail. Its own fault cannot light the
+  LED it broke, so `status` is where it shows.
 """
 
 from __future__ import annotations
@@ -22,6 +27,18 @@ from device.service.supervisor import Supervisor, speaker_probe
 # How long a hung speaker write may last before the watchdog stops: longer than any one
 # buffer can legitimately take, well inside systemd's WatchdogSec (30 s in the unit).
 SPEAKER_STALL_S = 5.0
+# Never less, however short the watchdog: a loaded machine may hold one buffer that long.
+SPEAKER_STALL_MIN_S = 1.0
+
+
+def speaker_stall_s(watchdog_period_s: float | None) -> float:
+    """The stall limit for a watchdog pinged every `watchdog_period_s` (None: no watchdog).
+
+    One ping period at most, so a hung write stops the pings well inside the watchdog's budget
+    (two periods: systemd's WatchdogSec), even when WatchdogSec is short."""
+    if watchdog_period_s is None:
+        return SPEAKER_STALL_S
+    return max(SPEAKER_STALL_MIN_S, min(SPEAKER_STALL_S, watchdog_period_s))
 
 
 def supervise_parts(
@@ -33,6 +50,8 @@ def supervise_parts(
     wake: Callable[[], Awaitable[None]] | None,
     camera: Callable[[], Awaitable[None]] | None,
     budget_s: float,
+    link: Callable[[], Awaitable[None]] | None = None,
+    panel: Callable[[], Awaitable[None]] | None = None,
     speaker_stall_s: float = SPEAKER_STALL_S,
 ) -> Callable[[], None]:
     """Register the parts; returns the bus unsubscriber for their event reports."""
@@ -50,6 +69,10 @@ def supervise_parts(
         supervisor.add("wake", budget_s=budget_s, run=wake)
     if camera is not None:
         supervisor.add("camera", required=False, run=camera)
+    if link is not None:
+        supervisor.add("link", budget_s=budget_s, run=link)
+    if panel is not None:
+        supervisor.add("panel", required=False, run=panel)
 
     def on_event(event: Event) -> None:
         if isinstance(event, CaptureLost):
