@@ -138,7 +138,9 @@ class Emulator:
             *(loop.run_in_executor(None, render_turn_audio, t, cache) for t in firsts.values())
         )
         replies = dict(zip(firsts, rendered, strict=True))
-        texts = sorted({t.tool_filler_text for t in self.scenario.turns if t.tool_filler_text.strip()})
+        texts = sorted(
+            {t.tool_filler_text for t in self.scenario.turns if t.tool_filler_text.strip()}
+        )
         said = await asyncio.gather(
             *(loop.run_in_executor(None, synthesize_cached, text, cache) for text in texts)
         )
