@@ -156,7 +156,7 @@ def summary(result: SoakResult) -> str:
             f"turns in {result.wall_s:.0f} s wall; faults seen: "
             + ", ".join(f"{k} {v}" for k, v in sorted(result.faults_seen.items())),
             f"RSS growth: {_fmt(result.rss_growth_mb_per_h)} MB per simulated h after the "
-            f"{result.warmup_h:g} h warm-up (target <= {RSS_TARGET_MB_PER_H:g})  "
+            f"{result.warmup_h:.2g} h warm-up (target <= {RSS_TARGET_MB_PER_H:g})  "
             f"{mark(verdict['rss'])}",
             f"open fds: {fds} (flat within {FD_ALLOWANCE})  {mark(verdict['fds'])}",
             f"writes: {result.moves_applied} applied of {result.moves_planned} confirmed, "
