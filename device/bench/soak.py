@@ -81,6 +81,7 @@ input_wav_cue = "listening"
 output = "wav"
 output_wav = "{work}/reply.wav"
 speed = {speed}
+chunk_ms = {chunk_ms}
 reopen_max_s = 1.0
 [button]
 enabled = false
@@ -122,10 +123,16 @@ class Soak:
         plan: ShiftPlan,
         speed: float,
         progress: Callable[[str], None] = lambda line: None,
+        *,
+        chunk_ms: int = 20,
     ) -> None:
+        """`chunk_ms` is the daemon's microphone chunk: the device's 20 ms by default. The
+        microphone's cost is per chunk, and at `speed` times real time it is most of the
+        shift's CPU; 50 ms (the largest a device may use) runs the same shift on less."""
         self.work = workdir
         self.plan = plan
         self.speed = speed
+        self.chunk_ms = chunk_ms
         self.progress = progress
         self.result = SoakResult(hours=plan.hours, speed=speed, warmup_h=warmup_h(plan.hours))
         self.emu: Emulator | None = None
@@ -337,6 +344,7 @@ class Soak:
         config = work / "config.toml"
         config.write_text(
             CONFIG.format(work=work, url=self.emu.url, ca=self.emu.ca_file, speed=self.speed,
+                          chunk_ms=self.chunk_ms,
                           config_dir=REPO_CONFIG_DIR, inventory=inventory.base_url)
         )  # fmt: skip
         started = time.monotonic()

@@ -34,6 +34,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=20.0,
         help="simulated seconds per real second: audio and the emulator run this much faster",
     )
+    parser.add_argument(
+        "--chunk-ms",
+        type=int,
+        default=20,
+        choices=range(20, 51),
+        metavar="MS",
+        help="the daemon's microphone chunk, 20-50 ms (default 20, as on a device)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument(
         "--workdir",
@@ -60,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         workdir = args.workdir
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wv-soak-")))
-        soak = Soak(workdir, plan_shift(args.hours), args.speed, progress)
+        soak = Soak(workdir, plan_shift(args.hours), args.speed, progress, chunk_ms=args.chunk_ms)
         result = asyncio.run(soak.run())
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
