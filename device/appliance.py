@@ -389,6 +389,7 @@ class Appliance:
     def snapshot(self) -> dict[str, Any]:
         return {
             "state": self.state.value,
+            "speaking": self.speaking,
             **self.status.snapshot(self._conversation.session_id if self._conversation else None),
             "faults": dict(self._faults.parts),
             **{name: section() for name, section in self.status_sections.items()},

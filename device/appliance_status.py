@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,4 +50,13 @@ class Status:
             "last_session": self.last_session,
             "last_error": self.last_error,
             "counters": vars(self.counters),
+            # Tasks alive in the daemon's event loop: flat over a shift, or something leaks.
+            "tasks": _task_count(),
         }
+
+
+def _task_count() -> int | None:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop (a snapshot taken outside the daemon)
+        return None

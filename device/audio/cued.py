@@ -12,8 +12,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from device.audio import CAPTURE_RATE, SAMPLE_WIDTH
+from device.audio.errors import AudioError
 from device.audio.source import _Source
 from device.audio.wavio import read_wav
+
+# Chunks between two checks that the microphone's file is still there.
+_PRESENCE_EVERY = 50
 
 
 class CuedWavSource(_Source):
@@ -67,6 +71,11 @@ class CuedWavSource(_Source):
         start, count = loop.time(), 0
         while not self._closed:
             count += 1
+            # The file is the device: once it is gone, the microphone was pulled out (checked
+            # about once a second of audio, so it costs nothing). `open()` then fails until it
+            # is back, as a USB microphone's would.
+            if count % _PRESENCE_EVERY == 0 and not self.path.exists():
+                raise AudioError(f"microphone file {self.path} was removed")
             await asyncio.sleep(max(0.0, start + count * interval - loop.time()))
             if self._closed:
                 return

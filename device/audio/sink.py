@@ -6,6 +6,7 @@ Both queue, flush and drain the same way (see `device.audio.playback`).
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from pathlib import Path
@@ -104,6 +105,10 @@ class WavSink(QueuedSink):
         self._writer = open_wav_writer(self.path, self.rate)
 
     def _device_play(self, pcm: bytes) -> None:
+        # A recording file that was removed is a speaker that was pulled out: the write fails
+        # as a USB speaker's would, and `open()` (the supervisor's heal) makes a new file.
+        if not self.path.exists():
+            raise OSError(errno.ENODEV, f"speaker file {self.path} was removed")
         self._writer.writeframes(pcm)
 
     def _pace_s(self, nbytes: int) -> float:

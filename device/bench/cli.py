@@ -3,6 +3,7 @@
     warehouse-voice bench            # the full run, a few minutes
     warehouse-voice bench --quick    # a short pass, under a minute or two
     warehouse-voice bench --json     # the same figures for machines
+    warehouse-voice bench soak --hours 8 --speed 20   # a scripted shift: does it stay small?
 
 Everything runs locally: a private PulseAudio (needs `pulseaudio pulseaudio-utils
 libasound2-plugins`), the Live API emulator, espeak-ng for speech, the reference inventory API,
@@ -52,6 +53,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="keep the bench's files (logs, recordings) here instead of a temporary directory",
     )
     parser.set_defaults(func=run)
+    modes = parser.add_subparsers(dest="bench_mode", metavar="{soak}")
+    from device.bench.soak_cli import add_parser as add_soak
+
+    add_soak(modes)
 
 
 def run(args: argparse.Namespace) -> int:

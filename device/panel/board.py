@@ -26,12 +26,25 @@ from device.panel.state import PanelStateTracker
 log = logging.getLogger(__name__)
 
 
+# State changes a mock pin remembers. gpiozero's mock pins keep every change for tests to
+# inspect, so a pulsing LED grows a demo or soak daemon by megabytes a day; a few seconds'
+# worth of history is all anything reads.
+MOCK_PIN_HISTORY = 1000
+
+
 def pin_factory(settings: Settings) -> Any:
     if settings.gpio.pin_factory != "mock":
         return None  # gpiozero picks the board's own factory
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-    return MockFactory(pin_class=MockPWMPin)
+    class BoundedMockPWMPin(MockPWMPin):  # type: ignore[misc]
+        def _change_state(self, value: Any) -> bool:
+            changed: bool = super()._change_state(value)
+            if len(self.states) > 2 * MOCK_PIN_HISTORY:  # trimmed in batches: cheap
+                del self.states[:-MOCK_PIN_HISTORY]
+            return changed
+
+    return MockFactory(pin_class=BoundedMockPWMPin)
 
 
 def panel_settings(settings: Settings) -> tuple[LedSettings, ButtonSettings | None]:

@@ -34,7 +34,7 @@ from device.sim.auth_tokens import TokenServer, TokenStore
 from device.sim.connection import Connection
 from device.sim.record import ConnectionRecord, EmulatorRecord, Watch
 from device.sim.reply_audio import render_turn_audio, synthesize_cached
-from device.sim.scenario import Scenario
+from device.sim.scenario import Scenario, TurnSpec
 from device.sim.script import Script
 from device.sim.tls import ensure_certificates, server_ssl_context
 
@@ -129,24 +129,26 @@ class Emulator:
         )
         self._ca_file = paths.ca_file
         cache = self.workdir / "audio-cache"
-        audio = await asyncio.gather(
-            *(
-                loop.run_in_executor(None, render_turn_audio, turn, cache)
-                for turn in self.scenario.turns
-            )
+        # Each distinct reply is rendered once and shared: two renderings of one text would
+        # race on one cache file, and a long shift's script would hold a copy per turn.
+        firsts: dict[tuple[Path | None, str], TurnSpec] = {}
+        for turn in self.scenario.turns:
+            firsts.setdefault((turn.reply_audio, turn.reply_text), turn)
+        rendered = await asyncio.gather(
+            *(loop.run_in_executor(None, render_turn_audio, t, cache) for t in firsts.values())
         )
-        fillers = await asyncio.gather(
-            *(
-                loop.run_in_executor(None, synthesize_cached, turn.tool_filler_text, cache)
-                for turn in self.scenario.turns
-                if turn.tool_filler_text.strip()
-            )
+        replies = dict(zip(firsts, rendered, strict=True))
+        texts = sorted(
+            {t.tool_filler_text for t in self.scenario.turns if t.tool_filler_text.strip()}
         )
-        it = iter(fillers)
+        said = await asyncio.gather(
+            *(loop.run_in_executor(None, synthesize_cached, text, cache) for text in texts)
+        )
+        fillers = dict(zip(texts, said, strict=True))
         self._script = Script(
             self.scenario,
-            list(audio),
-            [next(it) if t.tool_filler_text.strip() else b"" for t in self.scenario.turns],
+            [replies[(t.reply_audio, t.reply_text)] for t in self.scenario.turns],
+            [fillers.get(t.tool_filler_text, b"") for t in self.scenario.turns],
         )
         self._server = await serve(
             self._handle,

@@ -86,3 +86,22 @@ async def test_leds_that_cannot_open_say_why_and_the_button_still_works(
         )
     finally:
         board.close()
+
+
+def test_a_mock_pin_keeps_a_bounded_history_however_long_an_led_pulses() -> None:
+    # The demo and the soak bench run the panel on mock pins for hours; gpiozero's own mock
+    # pins remember every change, which grew the daemon by about 1 MB an hour.
+    from device.config import REPO_CONFIG_DIR, settings_from_dict
+    from device.panel.board import MOCK_PIN_HISTORY, pin_factory
+
+    settings = settings_from_dict({"gpio": {"pin_factory": "mock"}}, base_dir=REPO_CONFIG_DIR)
+    factory = pin_factory(settings)
+    try:
+        pin = factory.pin(12)
+        pin.function = "output"
+        for step in range(10 * MOCK_PIN_HISTORY):
+            pin.state = step % 2
+        assert MOCK_PIN_HISTORY <= len(pin.states) <= 2 * MOCK_PIN_HISTORY
+        assert pin.states[-1].state == (10 * MOCK_PIN_HISTORY - 1) % 2  # the newest is kept
+    finally:
+        factory.close()
