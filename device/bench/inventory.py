@@ -150,6 +150,16 @@ async def _client(
             tally.errors += 1
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -206,6 +216,8 @@ async def _bench(clients: int, seconds: float, workdir: Path, target: str) -> di
         conns = [Connection("127.0.0.1", port, token) for _ in range(clients)]
         await asyncio.gather(*(c.open() for c in conns))
         tally = Tally()
+        server_cpu = _cpu_seconds(proc.pid)
+        client_cpu = time.process_time()
         start = time.perf_counter()
         deadline = start + seconds
         await asyncio.gather(
@@ -215,6 +227,8 @@ async def _bench(clients: int, seconds: float, workdir: Path, target: str) -> di
             )
         )
         elapsed = time.perf_counter() - start
+        server_cpu = _cpu_seconds(proc.pid) - server_cpu
+        client_cpu = time.process_time() - client_cpu
         await asyncio.gather(*(c.close() for c in conns))
     finally:
         proc.terminate()
@@ -236,6 +250,9 @@ async def _bench(clients: int, seconds: float, workdir: Path, target: str) -> di
         "read_p99_ms": _percentile(reads, 0.99) * 1000,
         "write_p50_ms": _percentile(writes, 0.50) * 1000,
         "write_p99_ms": _percentile(writes, 0.99) * 1000,
+        # What a request costs, independent of what else the machine is doing.
+        "server_cpu_ms_per_request": server_cpu * 1000 / max(1, len(every)),
+        "client_cpu_ms_per_request": client_cpu * 1000 / max(1, len(every)),
     }
 
 

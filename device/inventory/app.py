@@ -12,13 +12,14 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from device.inventory import idempotency, operators
 from device.inventory.db import Database
 from device.inventory.lockout import DEFAULT_POLICY, LockoutPolicy
 from device.inventory.problems import PROBLEM_MEDIA_TYPE, ProblemError, problem_type
-from device.inventory.routes import public, router
+from device.inventory.routes import BEARER_SCHEME, authenticate, public, router
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,19 @@ async def _on_crash(request: Request, exc: Exception) -> Response:
     return _problem_response(problem.body(request.url.path), 500)
 
 
+def _authenticated_operations() -> set[tuple[str, str]]:
+    """(path, method) of every route that depends on `authenticate`."""
+    secured: set[tuple[str, str]] = set()
+    for mounted in (public, router, operators.router):
+        for route in mounted.routes:
+            if isinstance(route, APIRoute) and any(
+                dep.call is authenticate for dep in route.dependant.dependencies
+            ):
+                path = API_PREFIX + route.path
+                secured.update((path, method.lower()) for method in route.methods)
+    return secured
+
+
 def _problem_openapi(app: FastAPI) -> dict[str, Any]:
     """The generated document, with every error response typed as application/problem+json."""
     if app.openapi_schema is not None:
@@ -97,8 +111,12 @@ def _problem_openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     problem_ref = {"$ref": "#/components/schemas/Problem"}
-    for operations in schema.get("paths", {}).values():
-        for op in operations.values():
+    schema.setdefault("components", {})["securitySchemes"] = BEARER_SCHEME
+    secured = _authenticated_operations()
+    for path, operations in schema.get("paths", {}).items():
+        for method, op in operations.items():
+            if (path, method) in secured:
+                op["security"] = [{name: []} for name in BEARER_SCHEME]
             for param in op.get("parameters", []):
                 # Optional to FastAPI only so that a missing key gets our 400, not a 422.
                 if param["name"] == "Idempotency-Key":
