@@ -99,7 +99,7 @@ def _authenticated_operations() -> set[tuple[str, str]]:
                 dep.call is authenticate for dep in route.dependant.dependencies
             ):
                 path = API_PREFIX + route.path
-                secured.update((path, method.lower()) for method in route.methods)
+                secured.update((path, method.lower()) for method in route.methods or ())
     return secured
 
 
