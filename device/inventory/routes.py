@@ -41,6 +41,8 @@ from device.inventory.problems import Problem, ProblemError
 from device.inventory.tokens import device_for_token
 from device.inventory.writes import REPLAYED_HEADER, CallHeaders, run_write
 
+API_PREFIX = "/api/v1"
+
 # The OpenAPI security scheme every authenticated operation names (added in app.py, since
 # `authenticate` reads the header itself rather than through a FastAPI security dependency).
 BEARER_SCHEME = {
@@ -133,12 +135,13 @@ def _db(request: Request) -> Database:
     return db
 
 
-public = APIRouter()
+public = APIRouter(prefix=API_PREFIX)
 router = APIRouter(
+    prefix=API_PREFIX,
     responses={
         401: {**_PROBLEM, "description": "Missing or unknown device token"},
         422: {**_PROBLEM, "description": "Invalid request"},
-    }
+    },
 )
 
 
