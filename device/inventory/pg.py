@@ -53,6 +53,9 @@ def connect_pg(url: str) -> psycopg.Connection[PgRow]:
     return conn
 
 
+_OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+
+
 class PipelinedCursor:
     """A cursor in pipeline mode. Rows are fetched on demand by psycopg; the row count of an
     UPDATE or DELETE is known only once its result is in, so asking for it syncs first."""
@@ -116,7 +119,8 @@ class PgConn:
                 finally:
                     self._pipeline = None
         finally:
-            if self._conn.info.transaction_status != TransactionStatus.IDLE:
+            # (Not on a broken connection: its own error is the one to see.)
+            if self._conn.info.transaction_status in _OPEN:
                 self._conn.execute(b"ROLLBACK")
 
     def close(self) -> None:
