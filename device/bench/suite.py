@@ -298,7 +298,9 @@ class Suite:
                 target=">= 1000",
                 meets=rps >= 1000,
                 note=f"16 clients over TCP from another process, mixed reads and writes, "
-                f"{result['errors']:.0f} errors",
+                f"{result['errors']:.0f} errors; CPU per request: server "
+                f"{result['server_cpu_ms_per_request']:.2f} ms, load generator "
+                f"{result['client_cpu_ms_per_request']:.2f} ms",
             ),
             Figure(
                 f"inventory_latency_ms{suffix}",

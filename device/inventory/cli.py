@@ -48,7 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--idempotency-lease-s",
         type=float,
         default=30.0,
-        help="how long a retry waits for a request whose server died mid-write (30)",
+        help="accepted for older scripts: each write now commits with its key in one "
+        "transaction, so a retry never waits for a server that died mid-write",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")

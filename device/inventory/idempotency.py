@@ -1,10 +1,15 @@
 """Idempotency-Key store (after draft-ietf-httpapi-idempotency-key-header).
 
-A write runs in two transactions. `claim` records the key as in progress, with a lease;
-`apply` (same transaction as the stock change) stores the final response and marks it done.
-So a duplicate that arrives meanwhile sees "in progress" (409) instead of running twice, and a
-key whose server died between the two steps becomes claimable again once its lease runs out:
-its change never committed, because the change and the "done" mark commit together.
+A write runs in one transaction that holds the database's write lock: it looks the key up,
+runs the change and stores the response under the key, and all of it commits together. So a
+duplicate (on this server or another one on the same database) waits for the lock and then
+replays the stored answer, and a server killed mid-write leaves neither the change nor the key
+behind: a retry runs it afresh.
+
+A key can still be found "in progress" (claimed, with a lease): `claim` writes that marker in
+a transaction of its own, as servers that ran a write in two steps did. While the lease runs,
+the key answers 409 IDEMPOTENCY_IN_PROGRESS; once it has run out, the next request with the
+key takes it over.
 """
 
 from __future__ import annotations
@@ -84,31 +89,45 @@ def claim(
     return Claim(lease)
 
 
-def apply(
+def run_once(
     conn: Conn,
     device_id: str,
     key: str,
-    lease: str,
+    fp: str,
     operation: Callable[[Conn], bytes],
     instance: str,
     *,
     success_status: int,
-) -> Replay:
-    """Run `operation` and store its outcome under the key, in the caller's transaction.
+    now: float | None = None,
+) -> tuple[Replay, bool]:
+    """Run `operation` once for this key, in the caller's write transaction, and store its
+    outcome: (the answer, whether it is a replay of an earlier one).
 
     A `ProblemError` from the operation is an outcome too (say, INSUFFICIENT_STOCK): its
     partial changes are rolled back to a savepoint and the problem is stored, so a retry of
-    the same request gets the same answer.
+    the same request gets the same answer. Any other exception rolls the whole transaction
+    back, key included, so a retry can run.
     """
+    now = time.time() if now is None else now
     row = conn.execute(
-        "SELECT lease, state FROM idempotency WHERE device_id = ? AND key = ?",
+        "SELECT fingerprint, state, lease_until, status_code, body FROM idempotency "
+        "WHERE device_id = ? AND key = ?",
         (device_id, key),
     ).fetchone()
-    if row is None or row["state"] != "in_progress" or row["lease"] != lease:
-        raise ProblemError(
-            "IDEMPOTENCY_IN_PROGRESS",
-            "Another request took over this Idempotency-Key; retry to get its result.",
-        )
+    if row is not None:
+        if row["fingerprint"] != fp:
+            raise ProblemError(
+                "IDEMPOTENCY_KEY_REUSED",
+                "This Idempotency-Key was already used with a different request body or "
+                "path; use a new key for a new request.",
+            )
+        if row["state"] == "done":
+            return Replay(int(row["status_code"]), bytes(row["body"], "utf-8")), True
+        if row["lease_until"] is not None and row["lease_until"] > now:
+            raise ProblemError(
+                "IDEMPOTENCY_IN_PROGRESS",
+                "The first request with this Idempotency-Key is still running; retry shortly.",
+            )
     conn.execute("SAVEPOINT operation")
     try:
         body = operation(conn)
@@ -119,21 +138,15 @@ def apply(
         conn.execute("RELEASE SAVEPOINT operation")
         body = problem.encoded(instance)
         status = problem.status
+    # An in-progress row whose lease ran out is taken over: it becomes this answer.
     conn.execute(
-        "UPDATE idempotency SET state = 'done', lease = NULL, lease_until = NULL, "
-        "status_code = ?, body = ? WHERE device_id = ? AND key = ?",
-        (status, body.decode("utf-8"), device_id, key),
+        "INSERT INTO idempotency (device_id, key, fingerprint, state, status_code, body, "
+        "created_at) VALUES (?, ?, ?, 'done', ?, ?, ?) ON CONFLICT (device_id, key) DO UPDATE "
+        "SET state = 'done', lease = NULL, lease_until = NULL, "
+        "status_code = excluded.status_code, body = excluded.body",
+        (device_id, key, fp, status, body.decode("utf-8"), now),
     )
-    return Replay(status, body)
-
-
-def release(conn: Conn, device_id: str, key: str, lease: str) -> None:
-    """Forget an in-progress key after an unexpected failure, so a retry can run."""
-    conn.execute(
-        "DELETE FROM idempotency WHERE device_id = ? AND key = ? AND lease = ? "
-        "AND state = 'in_progress'",
-        (device_id, key, lease),
-    )
+    return Replay(status, body), False
 
 
 def purge(conn: Conn, *, now: float | None = None) -> int:

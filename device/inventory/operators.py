@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from device.inventory.db import Conn, Database
 from device.inventory.problems import Problem, ProblemError
-from device.inventory.routes import Device
+from device.inventory.routes import API_PREFIX, Device
 
 OPERATOR_ID_PATTERN = r"^[0-9]{3,8}$"
 DEMO_OPERATORS = [("1001", "Dana Whitfield"), ("1002", "Sam Okafor"), ("4711", "Alex Moreno")]
@@ -42,10 +42,11 @@ def find_operator(conn: Conn, operator_id: str) -> Operator:
 
 
 router = APIRouter(
+    prefix=API_PREFIX,
     responses={
         401: {"model": Problem, "description": "Missing or unknown device token"},
         422: {"model": Problem, "description": "Invalid request"},
-    }
+    },
 )
 
 

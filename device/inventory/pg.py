@@ -4,14 +4,21 @@ The queries are written once with SQLite's `?` placeholders; this adapter rewrit
 psycopg's `%s` (cached per statement) and returns rows that, like sqlite3.Row, index by
 column name and by position. psycopg prepares statements it sees repeatedly, so the hot
 queries are parsed once per connection.
+
+Transactions run in psycopg's pipeline mode (`PgConn.pipeline()`): a statement whose result
+nobody reads yet (BEGIN, the write lock, SAVEPOINT, an INSERT, COMMIT) goes out with the next
+one instead of waiting for its own round trip, so a write costs a round trip only where the
+code needs an answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import RowMaker
 
 
@@ -46,10 +53,37 @@ def connect_pg(url: str) -> psycopg.Connection[PgRow]:
     return conn
 
 
+_OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+
+
+class PipelinedCursor:
+    """A cursor in pipeline mode. Rows are fetched on demand by psycopg; the row count of an
+    UPDATE or DELETE is known only once its result is in, so asking for it syncs first."""
+
+    def __init__(self, cursor: psycopg.Cursor[PgRow], pipeline: psycopg.Pipeline) -> None:
+        self._cursor = cursor
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        self._pipeline.sync()
+        return self._cursor.rowcount
+
+    def fetchone(self) -> PgRow | None:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[PgRow]:
+        return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[PgRow]:
+        return iter(self._cursor.fetchall())
+
+
 class PgConn:
     def __init__(self, conn: psycopg.Connection[PgRow]) -> None:
         self._conn = conn
         self._sql: dict[str, str] = {}
+        self._pipeline: psycopg.Pipeline | None = None
 
     def _translate(self, sql: str) -> str:
         out = self._sql.get(sql)
@@ -57,7 +91,12 @@ class PgConn:
             out = self._sql[sql] = sql.replace("%", "%%").replace("?", "%s")
         return out
 
-    def execute(self, sql: str, params: Sequence[Any] = (), /) -> psycopg.Cursor[PgRow]:
+    def execute(
+        self, sql: str, params: Sequence[Any] = (), /
+    ) -> psycopg.Cursor[PgRow] | PipelinedCursor:
+        if self._pipeline is not None:
+            # One statement per call here: pipeline mode speaks the extended protocol only.
+            return PipelinedCursor(self._conn.execute(self._translate(sql), params), self._pipeline)
         if not params:
             # No parameters: sent as it is, so a script of several statements works too.
             return self._conn.execute(sql.encode())
@@ -66,6 +105,23 @@ class PgConn:
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> None:
         with self._conn.cursor() as cur:
             cur.executemany(self._translate(sql), params)
+
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """Run the block in pipeline mode; leaving it waits for every result (and raises the
+        first error). A transaction an error left open is rolled back, so the connection is
+        idle for the next request whatever happened."""
+        try:
+            with self._conn.pipeline() as pipeline:
+                self._pipeline = pipeline
+                try:
+                    yield
+                finally:
+                    self._pipeline = None
+        finally:
+            # (Not on a broken connection: its own error is the one to see.)
+            if self._conn.info.transaction_status in _OPEN:
+                self._conn.execute(b"ROLLBACK")
 
     def close(self) -> None:
         self._conn.close()

@@ -16,6 +16,7 @@ import uvicorn
 from device.inventory.app import API_PREFIX, create_app
 from device.inventory.db import Database, is_postgres_url, sqlite_path
 from device.inventory.db import open_database as connect_database
+from device.inventory.http import CoalescingHTTPProtocol
 from device.inventory.seed import DEFAULT_SEED_NUMBER, SeedError, SeedReport, is_seeded, seed_demo
 from device.tcp import listen
 
@@ -94,6 +95,7 @@ def uvicorn_config(
         # HTTP handshake per tool call, and the loop/http implementations are the fastest
         # ones installed (uvloop/httptools when present).
         timeout_keep_alive=30,
+        http=CoalescingHTTPProtocol,  # one send() per response
         lifespan="on",
     )
 

@@ -1,4 +1,5 @@
-"""The one path every write takes: dry run, or Idempotency-Key claim then apply."""
+"""The one path every write takes: a dry run, or the change and its Idempotency-Key record
+committed together in one transaction."""
 
 from __future__ import annotations
 
@@ -77,31 +78,29 @@ async def run_write(
 
     instance = request.url.path
     fp = idempotency.fingerprint(request.method, instance, body.model_dump(mode="json"))
-    lease_s: float = getattr(request.app.state, "lease_s", idempotency.DEFAULT_LEASE_S)
-    outcome = db.write(lambda conn: idempotency.claim(conn, device_id, key, fp, lease_s=lease_s))
-    if isinstance(outcome, idempotency.Replay):
-        return stored_response(outcome, replayed=True)
-
-    lease = outcome.lease
     keyed = replace(ctx, idempotency_key=key)
 
-    def apply(conn: Conn) -> idempotency.Replay:
-        return idempotency.apply(
+    def once(conn: Conn) -> tuple[idempotency.Replay, bool]:
+        return idempotency.run_once(
             conn,
             device_id,
             key,
-            lease,
+            fp,
             lambda c: operation(c, keyed).model_dump_json().encode(),
             instance,
             success_status=success_status,
         )
 
     try:
-        stored = db.write(apply)
+        outcome, replayed = db.write(once)
     except ProblemError:
         raise
-    except Exception:
-        log.exception("write %s failed; releasing Idempotency-Key so a retry can run", instance)
-        db.write(lambda conn: idempotency.release(conn, device_id, key, lease))
-        raise
-    return stored_response(stored, replayed=False)
+    except Exception as exc:
+        # Rolled back whole, key included: a retry runs the write afresh. Answered here as a
+        # problem, so the connection stays usable (an exception that leaves the app makes
+        # uvicorn close it right after the 500).
+        log.exception("write %s failed; nothing was stored under its Idempotency-Key", instance)
+        raise ProblemError(
+            "INTERNAL", "The inventory service failed; the change was not applied."
+        ) from exc
+    return stored_response(outcome, replayed=replayed)

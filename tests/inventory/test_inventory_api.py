@@ -7,7 +7,9 @@ import hashlib
 from typing import Any
 
 import httpx
+import pytest
 
+from device.inventory import operations
 from device.inventory.seed import check_digits_for
 from device.inventory.server import RunningInventory
 
@@ -74,6 +76,31 @@ async def test_same_key_and_body_replays_the_first_answer_and_moves_once(
         "true",
     )
     assert await on_hand(api, "104417", "A-12-03") == 35
+    assert len(await audit(api, action="move")) == 1
+
+
+async def test_a_write_that_crashes_halfway_changes_nothing_and_its_retry_runs_once(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_increment = operations._increment
+    crashes = [RuntimeError("the disk went away after the decrement")]
+
+    def increment_once_failing(*args: Any) -> None:
+        if crashes:
+            raise crashes.pop()
+        real_increment(*args)
+
+    monkeypatch.setattr(operations, "_increment", increment_once_failing)
+    failed = await api.post("/moves", json=MOVE, headers={"Idempotency-Key": "crash"})
+    assert failed.status_code == 500
+    assert failed.headers["content-type"].startswith("application/problem+json")
+    assert await on_hand(api, "104417", "A-12-03") == 40  # the decrement was rolled back
+
+    retried = await api.post("/moves", json=MOVE, headers={"Idempotency-Key": "crash"})
+    assert retried.status_code == 201
+    assert retried.headers["Idempotent-Replayed"] == "false"  # nothing was kept for the key
+    assert await on_hand(api, "104417", "A-12-03") == 35
+    assert await on_hand(api, "104417", "A-14-01") == 5
     assert len(await audit(api, action="move")) == 1
 
 
