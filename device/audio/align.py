@@ -37,7 +37,7 @@ import numpy as np
 
 from device.audio import CAPTURE_RATE, SAMPLE_WIDTH
 from device.audio.playback import RenderMark
-from device.audio.resample import Resampler
+from device.audio.resample import PromptResampler, Resampler
 from device.audio.tap import SpeakerTap
 
 GRID_RATE = CAPTURE_RATE
@@ -149,6 +149,12 @@ class Reference:
         self._pending = bytearray()  # played bytes waiting for their mark
         self._pending_end = tap.played_until
         self._marks: deque[RenderMark] = deque()
+        # Played samples fed to the resampler and resampled samples out of it, since its last
+        # reset, and when each stretch of input is heard: (first input sample, end, heard at).
+        self._prompt = PromptResampler(tap.rate, CAPTURE_RATE)
+        self._fed = 0
+        self._out = 0
+        self._stretches: deque[tuple[int, int, float]] = deque(maxlen=64)
         self.cuts = 0
 
     def take(self, nbytes: int, captured_at: float | None = None) -> bytes:
@@ -191,7 +197,9 @@ class Reference:
             if mark.cut:
                 self.timeline.cut(round(mark.heard_at * GRID_RATE))
                 self.render.reset()
-                self._resampler.reset()
+                self._prompt.reset()
+                self._fed = self._out = 0
+                self._stretches.clear()
                 self.cuts += 1
             elif mark.offset > self._pending_end:
                 break  # its bytes are not here yet
@@ -201,12 +209,32 @@ class Reference:
                     segment = bytes(self._pending[:count])
                     del self._pending[:count]
                     start += count
-                    pcm = np.frombuffer(self._resampler.process(segment), dtype="<i2")
-                    heard = mark.heard_at - count / SAMPLE_WIDTH / self.tap.rate
-                    at = self.render.place(heard * GRID_RATE, pcm.size)
-                    self.timeline.write(at, pcm)
+                    self._resample(segment, mark.heard_at)
             self._marks.popleft()
         # Bytes that never get a mark (none, normally) are not kept for ever.
         excess = len(self._pending) - self._max * 3
         if excess > 0:
             del self._pending[:excess]
+
+    def _resample(self, segment: bytes, heard_end: float) -> None:
+        """Resample one marked stretch and lay what comes out where it is heard.
+
+        Each output sample stands for a known input sample: it is laid at that input sample's
+        time, never at the time of the buffer that happened to release it."""
+        count = len(segment) // SAMPLE_WIDTH
+        self._stretches.append((self._fed, self._fed + count, heard_end - count / self.tap.rate))
+        self._fed += count
+        pcm = np.frombuffer(self._prompt.process(segment), dtype="<i2")
+        if not pcm.size:
+            return
+        position = self._prompt.input_position(self._out)
+        self._out += pcm.size
+        # The stretch the position falls in (the newest, if it is past them all).
+        first, _, heard = next(
+            (stretch for stretch in self._stretches if position < stretch[1]),
+            self._stretches[-1],
+        )
+        estimate = (heard + (position - first) / self.tap.rate) * GRID_RATE
+        self.timeline.write(self.render.place(estimate, pcm.size), pcm)
+        while len(self._stretches) > 1 and self._stretches[0][1] <= position:
+            self._stretches.popleft()

@@ -31,7 +31,7 @@ class DelayTracker:
         self,
         *,
         max_ms: int = 250,
-        ahead_ms: int = 40,
+        ahead_ms: int = 120,
         window_s: float = 1.0,
         every_s: float = 0.5,
         agree_ms: float = 1.0,

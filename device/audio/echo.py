@@ -82,8 +82,9 @@ class EchoStage:
         noise_suppression: str = "off",
         auto_gain: bool = False,
         mic_time: Callable[[], float | None] | None = None,
-        headroom_ms: float = 10.0,
-        slack_ms: float = 15.0,
+        headroom_ms: float = 20.0,
+        min_lag_ms: float = 4.0,
+        max_lag_ms: float = 200.0,
     ) -> None:
         if mode not in ECHO_MODES:
             raise ValueError(f"echo mode {mode!r} is unknown; use one of {', '.join(ECHO_MODES)}")
@@ -122,11 +123,13 @@ class EchoStage:
         # When each mic chunk was captured (`time.monotonic()`); `Capture` binds its source.
         self._mic_time = mic_time
         self.tracker = DelayTracker()
-        # The echo is kept between `headroom` and `headroom + slack` after its reference: never
-        # before it (a canceller cannot subtract what it has not been given yet), and close
-        # enough that the canceller's own delay search has little to do.
+        # The echo must stay after its reference (a canceller cannot subtract what it has not
+        # been given yet) and within the canceller's own delay search. Inside that window the
+        # reference is left alone: every move costs AEC3 about three seconds of re-converging
+        # (45 dB of ERLE fell to 8-14 dB after one 40 ms move, on the test room).
         self.headroom = round(headroom_ms * CAPTURE_RATE / 1000)
-        self.slack = round(slack_ms * CAPTURE_RATE / 1000)
+        self.min_lag = round(min_lag_ms * CAPTURE_RATE / 1000)
+        self.max_lag = round(max_lag_ms * CAPTURE_RATE / 1000)
         self.realignments = 0
         # One thread keeps the DSP state machine in stream order, off the event loop.
         self._executor = (
@@ -146,10 +149,12 @@ class EchoStage:
         if self.reference is not None:
             captured_at = self._mic_time() if self._mic_time is not None else None
             far = self.reference.take(len(pcm), captured_at)
-            if self.reference.timed and captured_at is not None:
-                talking = self.gate is not None and self.gate.open_for_barge_in
-                if self.tracker.add(pcm, self.reference.unshifted, talking=talking):
-                    self._realign()
+            # The tracker runs even while the gate is open for the worker: a misaligned
+            # reference leaves enough echo to open the gate, and the tracker must still see it
+            # to fix it. Its own peak test rejects what double talk spoils.
+            timed = self.reference.timed and captured_at is not None
+            if timed and self.tracker.add(pcm, self.reference.unshifted):
+                self._realign()
         if self.gate is not None and far is not None and self.mode == "half_duplex":
             pcm = self.gate.process(pcm, far)
         raw = pcm
@@ -166,9 +171,11 @@ class EchoStage:
         """Move the reference when the room's delay left the window the canceller likes."""
         assert self.reference is not None and self.tracker.delay is not None
         lag = self.tracker.delay - self.reference.shift
-        if self.headroom // 2 <= lag <= self.headroom + self.slack:
+        if self.min_lag <= lag <= self.max_lag:
             return
-        shift = max(0, self.tracker.delay - self.headroom)
+        # Negative when the device says its audio leaves later than it does: the reference is
+        # then read ahead of the capture time (the device still holds that audio).
+        shift = self.tracker.delay - self.headroom
         if shift != self.reference.shift:
             log.info(
                 "echo arrives %.1f ms after the speaker: reference read %.1f ms earlier",
