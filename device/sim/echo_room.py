@@ -10,8 +10,9 @@ cannot tell); `misreport_ms` makes it say its audio leaves that much later than 
 
 `EchoRoom` carries what leaves the speaker into the microphone `delay_ms` later (the air) plus
 `HIDDEN_MS` (latency past the device's buffer that it does not report), `gain_db` down, with
-a short reverb and a noise floor, 20 ms per `tick`; it says when each chunk was captured (`mic_time`, for `EchoStage`). Both
-delay and gain can change mid-run (`set_path`). Every figure is exact and repeatable.
+a short reverb and a noise floor, 20 ms per `tick`; it says when each chunk was captured
+(`mic_time`, for `EchoStage`). Both delay and gain can change mid-run (`set_path`). Every
+figure is exact and repeatable.
 """
 
 from __future__ import annotations
