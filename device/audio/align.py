@@ -146,6 +146,7 @@ class Reference:
         self.shift = 0
         self.timed = False  # both ends report times: the timeline pairs them
         self.unshifted: bytes = b""
+        self._last: tuple[int, int] | None = None  # the last timed chunk: grid position, size
         self._pending = bytearray()  # played bytes waiting for their mark
         self._pending_end = tap.played_until
         self._marks: deque[RenderMark] = deque()
@@ -173,10 +174,19 @@ class Reference:
         self._lay()
         samples = nbytes // SAMPLE_WIDTH
         at = self.capture.place(captured_at * GRID_RATE, samples)
+        self._last = (at, samples)
         self.unshifted = self.timeline.read(at, samples).tobytes()
         if self.shift == 0:
             return self.unshifted
         return self.timeline.read(at - self.shift, samples).tobytes()
+
+    def as_heard(self, delay: int) -> bytes | None:
+        """The last chunk's reference `delay` samples earlier: in step with the echo itself
+        when `delay` is the room's (what the gate compares the microphone with)."""
+        if self._last is None:
+            return None
+        at, samples = self._last
+        return self.timeline.read(at - delay, samples).tobytes()
 
     def _counted(self, played: bytes, nbytes: int) -> bytes:
         """The reference paced by the microphone (no times): as many samples as it took."""

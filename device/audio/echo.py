@@ -155,8 +155,14 @@ class EchoStage:
             timed = self.reference.timed and captured_at is not None
             if timed and self.tracker.add(pcm, self.reference.unshifted):
                 self._realign()
-        if self.gate is not None and far is not None and self.mode == "half_duplex":
-            pcm = self.gate.process(pcm, far)
+        # The gate compares the microphone with the echo it expects: the reference in step
+        # with the echo once the room's delay is known (a stall in the reference then no
+        # longer looks like a worker talking over the echo that is still arriving).
+        heard = far
+        if self.reference is not None and self.reference.timed and self.tracker.delay is not None:
+            heard = self.reference.as_heard(self.tracker.delay) or far
+        if self.gate is not None and heard is not None and self.mode == "half_duplex":
+            pcm = self.gate.process(pcm, heard)
         raw = pcm
         if self.webrtc is not None and self._executor is not None:
             loop = asyncio.get_running_loop()
@@ -164,7 +170,7 @@ class EchoStage:
             pcm = await loop.run_in_executor(self._executor, self.webrtc.process, pcm, aec_far)
         if self.gate is not None and far is not None and self.mode == "aec":
             self._erle.add(raw, pcm, far, talking=self.gate.open_for_barge_in)
-            pcm = self.gate.process(pcm, far, raw)
+            pcm = self.gate.process(pcm, heard or far, raw)
         return pcm
 
     def _realign(self) -> None:

@@ -155,4 +155,4 @@ class PromptResampler:
         index = first[:, None] - np.arange(self.taps)[None, :] - base
         taps = self._phases[outputs * self.down % self.up]
         y = np.sum(taps * buffer[np.clip(index, 0, buffer.size - 1)] * (index >= 0), axis=1)
-        return np.clip(np.round(y), -32768, 32767).astype(_DTYPE).tobytes()
+        return bytes(np.clip(np.round(y), -32768, 32767).astype(_DTYPE).tobytes())

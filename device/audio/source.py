@@ -227,6 +227,11 @@ class PyAudioSource(_Source):
                 self.overruns += 1
             self._queue.put_nowait((chunk, at))
 
+    @property
+    def backlog_ms(self) -> int:
+        """Captured audio waiting for the consumer: how far behind the room it is."""
+        return self._queue.qsize() * self.chunk_ms
+
     async def chunks(self) -> AsyncIterator[bytes]:
         opened_here = not self._opened
         await self.open()
