@@ -48,36 +48,55 @@ _REFERENCE_MAX_S = 0.5
 class _Track:
     """A stream's samples placed on the grid from noisy per-block estimates of their time.
 
-    Blocks are laid end to end; the running error against the estimates is smoothed, and the
-    position moves one sample at a time towards it (up to 50 samples a second, ample for two
-    crystals 200 ppm apart). An estimate more than `jump` samples off re-snaps: the stream
-    restarted or lost audio, and its new position is the estimate's.
+    Blocks are laid end to end. The estimates' noise is one-sided: a thread preempted between
+    reading the device and reading the clock only ever makes a block look later than it is
+    (on a loaded machine by tens of milliseconds). So the position follows the lowest error of
+    the last `window` blocks, one sample per block (50 samples a second, ample for two
+    crystals 200 ppm apart). A block much earlier than laid is a real jump (re-snap at once);
+    much later, it is a jump only when three blocks in a row say so (the device ran dry), and
+    a new segment (`start`: the device restarted) re-snaps at once.
     """
 
-    def __init__(self, *, jump: int = GRID_RATE * 30 // 1000, smoothing: float = 0.05) -> None:
+    def __init__(self, *, jump: int = GRID_RATE * 30 // 1000, window: int = 25) -> None:
         self.jump = jump
-        self.smoothing = smoothing
         self.next: int | None = None
         self.resnaps = 0
-        self._error = 0.0
+        self.outliers = 0
+        self._errors: deque[float] = deque(maxlen=window)
+        self._late: list[float] = []
 
-    def place(self, estimate: float, samples: int) -> int:
+    def place(self, estimate: float, samples: int, *, start: bool = False) -> int:
         """The grid position of a block of `samples` whose first is estimated at `estimate`."""
-        if self.next is None or abs(estimate - self.next) > self.jump:
-            self.resnaps += self.next is not None
-            self.next = round(estimate)
-            self._error = 0.0
+        if self.next is None or start:
+            self._snap(estimate)
         else:
-            self._error += self.smoothing * ((estimate - self.next) - self._error)
-            if self._error >= 1.0:
-                self.next += 1
-                self._error -= 1.0
-            elif self._error <= -1.0:
-                self.next -= 1
-                self._error += 1.0
+            error = estimate - self.next
+            if error < -self.jump:
+                self._snap(estimate)
+            elif error > self.jump:
+                self._late.append(error)
+                if len(self._late) >= 3:
+                    self._snap(self.next + min(self._late))
+                else:
+                    self.outliers += 1
+            else:
+                self._late.clear()
+                self._errors.append(error)
+                floor = min(self._errors)
+                step = 1 if floor >= 1.0 else -1 if floor <= -1.0 else 0
+                if step:
+                    self.next += step
+                    self._errors = deque((e - step for e in self._errors), self._errors.maxlen)
+        assert self.next is not None
         at = self.next
         self.next += samples
         return at
+
+    def _snap(self, estimate: float) -> None:
+        self.resnaps += self.next is not None
+        self.next = round(estimate)
+        self._errors.clear()
+        self._late.clear()
 
     def reset(self) -> None:
         self.next = None
@@ -156,6 +175,7 @@ class Reference:
         self._fed = 0
         self._out = 0
         self._stretches: deque[tuple[int, int, float]] = deque(maxlen=64)
+        self._new_segment = False  # the device restarted: the next laying re-snaps
         self.cuts = 0
 
     def take(self, nbytes: int, captured_at: float | None = None) -> bytes:
@@ -219,19 +239,28 @@ class Reference:
                     segment = bytes(self._pending[:count])
                     del self._pending[:count]
                     start += count
-                    self._resample(segment, mark.heard_at)
+                    # Audio handed over after the laid audio would have ended: the device
+                    # ran dry in between (an underrun), whatever its clock says.
+                    ran_dry = (
+                        mark.handed_at is not None
+                        and self.render.next is not None
+                        and self.render.next < mark.handed_at * GRID_RATE - self.render.jump
+                    )
+                    self._resample(segment, mark.heard_at, start=mark.start or ran_dry)
             self._marks.popleft()
         # Bytes that never get a mark (none, normally) are not kept for ever.
         excess = len(self._pending) - self._max * 3
         if excess > 0:
             del self._pending[:excess]
 
-    def _resample(self, segment: bytes, heard_end: float) -> None:
+    def _resample(self, segment: bytes, heard_end: float, *, start: bool = False) -> None:
         """Resample one marked stretch and lay what comes out where it is heard.
 
         Each output sample stands for a known input sample: it is laid at that input sample's
         time, never at the time of the buffer that happened to release it."""
         count = len(segment) // SAMPLE_WIDTH
+        if start:
+            self._new_segment = True
         self._stretches.append((self._fed, self._fed + count, heard_end - count / self.tap.rate))
         self._fed += count
         pcm = np.frombuffer(self._prompt.process(segment), dtype="<i2")
@@ -245,6 +274,8 @@ class Reference:
             self._stretches[-1],
         )
         estimate = (heard + (position - first) / self.tap.rate) * GRID_RATE
-        self.timeline.write(self.render.place(estimate, pcm.size), pcm)
+        at = self.render.place(estimate, pcm.size, start=self._new_segment)
+        self._new_segment = False
+        self.timeline.write(at, pcm)
         while len(self._stretches) > 1 and self._stretches[0][1] <= position:
             self._stretches.popleft()

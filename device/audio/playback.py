@@ -42,6 +42,8 @@ class RenderMark:
     offset: int
     heard_at: float
     cut: bool = False
+    start: bool = False  # the device (re)started with this buffer: a new stretch of time
+    handed_at: float | None = None  # when the buffer was handed over (None: not known)
 
 
 class QueuedSink:
@@ -84,6 +86,7 @@ class QueuedSink:
         # Appended on the player thread, taken on the loop (deque appends and pops are atomic).
         self._marks: deque[RenderMark] = deque(maxlen=1000)
         self._marking = False
+        self._started = False  # set by a subclass when its device (re)starts
 
     # -- what subclasses provide (all called on the player thread) -------------------------
 
@@ -344,8 +347,12 @@ class QueuedSink:
             if delay is not None:
                 # Marked before it is counted, so a reader never sees bytes without a mark.
                 self._marking = True
+                started, self._started = self._started, False
+                now = time.monotonic()
                 self._marks.append(
-                    RenderMark(self._played_bytes + len(chunk), time.monotonic() + delay)
+                    RenderMark(
+                        self._played_bytes + len(chunk), now + delay, start=started, handed_at=now
+                    )
                 )
             self._played_bytes += len(chunk)
             self._last_played_at = time.monotonic()

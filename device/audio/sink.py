@@ -190,6 +190,7 @@ class PyAudioSink(QueuedSink):
             return
         if self._stream.is_stopped():
             self._stream.start_stream()
+            self._started = True  # a new stretch of output time (see `RenderMark.start`)
         self._stream.write(from_mono(pcm, self.format.channels), exception_on_underflow=False)
 
     def _device_play(self, pcm: bytes) -> None:

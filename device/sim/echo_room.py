@@ -99,7 +99,8 @@ class DeviceSpeaker:
                 # As PortAudio sees it: what the device holds plays out at its nominal rate.
                 held = len(self.device) / 2 / OUT_RATE
                 heard = self.now + held + self.misreport_s
-                self._marks.append(RenderMark(self.played_bytes + len(chunk), heard))
+                end = self.played_bytes + len(chunk)
+                self._marks.append(RenderMark(end, heard, handed_at=self.now))
             self.played_bytes += len(chunk)
             self.last_played_at = self.now
 

@@ -194,8 +194,13 @@ async def test_real_time_loopback_twenty_replies_then_a_voice_barge_in(
         await clock.until(
             lambda: bool(rig.of(Interrupted)), seconds=3, what="the worker's voice barge-in"
         )
-        # The flush stops the output stream within one buffer.
-        await clock.until(lambda: not speaker.playing, seconds=0.1, what="a silent speaker")
+        # The flush stops the output stream once the player's current write returns: within
+        # two of its buffers.
+        await clock.until(
+            lambda: not speaker.playing,
+            seconds=0.1 + 2 * SPEAKER_BUFFER_MS / 1000,
+            what="a silent speaker",
+        )
         stopped_ms = 1000 * (rig.capture.samples - said_at) / RATE
         local.close()
         conn = record.connections[0]
