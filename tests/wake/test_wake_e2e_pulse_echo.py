@@ -195,9 +195,11 @@ async def test_real_time_loopback_twenty_replies_then_a_voice_barge_in(
             lambda: bool(rig.of(Interrupted)), seconds=3, what="the worker's voice barge-in"
         )
         # The flush stops the output stream once the player's current write returns: within
-        # two of its buffers.
+        # two of its buffers. (The service may answer the worker at once, under load before
+        # this loop looks again: a reply that ended counts as the speaker having stopped.)
+        stops = ended()
         await clock.until(
-            lambda: not speaker.playing,
+            lambda: not speaker.playing or ended() > stops,
             seconds=0.1 + 2 * SPEAKER_BUFFER_MS / 1000,
             what="a silent speaker",
         )
@@ -225,6 +227,8 @@ async def test_real_time_loopback_twenty_replies_then_a_voice_barge_in(
     # perhaps the barge-in): what it got while the device spoke stayed below its threshold.
     assert markers.count("speech_start") <= REPLIES + 2
     assert len(rig.of(WakeDetected)) == 1  # no self-wake
-    assert [e.source for e in rig.of(Interrupted)] == ["voice"]
+    # Only the worker's voice stopped a reply (twice when the service answered them while
+    # they were still talking).
+    assert {e.source for e in rig.of(Interrupted)} == {"voice"}
     if mode == "aec":
         assert stage.erle_db is not None and stage.erle_db > ERLE_FLOOR_DB
