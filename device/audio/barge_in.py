@@ -1,6 +1,6 @@
 """Local barge-in: when the echo gate hears the worker over a reply, the reply stops now.
 
-The gate (`device.audio.echo.HalfDuplexGate`, in either echo mode) publishes `BargeIn` when the
+The gate (`device.audio.gate.HalfDuplexGate`, in either echo mode) publishes `BargeIn` when the
 microphone is clearly louder than the echo expected from what is playing. Waiting for the
 service's `interrupted` is not enough: the service sends it only while it is still generating,
 and the real service streams a reply faster than real time, so once a reply was fully sent the

@@ -169,6 +169,10 @@ class Capture:
             )
         self.source = source
         self.bus = bus
+        # A stage that pairs audio by time (the echo canceller) learns when chunks were heard.
+        bind = getattr(processor, "bind_source", None)
+        if bind is not None:
+            bind(source)
         self.preroll_s = preroll_s
         self.processor = processor
         self.retry_initial_s = retry_initial_s

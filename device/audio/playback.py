@@ -19,6 +19,8 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -26,6 +28,22 @@ from device.audio import SAMPLE_WIDTH
 from device.audio.errors import AudioError, AudioFormatError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RenderMark:
+    """The speaker's own account of when its audio is heard (`time.monotonic()` seconds).
+
+    A play mark: the played stream's byte `offset` (the end of a buffer handed to the device)
+    leaves the speaker at `heard_at`. A cut mark: at `heard_at` the device dropped what it still
+    held (a barge-in flush), so audio due after it is never heard.
+    """
+
+    offset: int
+    heard_at: float
+    cut: bool = False
+    start: bool = False  # the device (re)started with this buffer: a new stretch of time
+    handed_at: float | None = None  # when the buffer was handed over (None: not known)
 
 
 class QueuedSink:
@@ -65,6 +83,10 @@ class QueuedSink:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()
+        # Appended on the player thread, taken on the loop (deque appends and pops are atomic).
+        self._marks: deque[RenderMark] = deque(maxlen=1000)
+        self._marking = False
+        self._started = False  # set by a subclass when its device (re)starts
 
     # -- what subclasses provide (all called on the player thread) -------------------------
 
@@ -84,6 +106,11 @@ class QueuedSink:
     def _device_close(self) -> None:
         raise NotImplementedError
 
+    def _device_delay_s(self) -> float | None:
+        """Right after `_device_play`: seconds until the last byte handed over leaves the
+        speaker (the device's buffered output latency). None when the device cannot tell."""
+        return None
+
     def _pace_s(self, nbytes: int) -> float:
         """How long the player waits after handing over `nbytes` (for devices with no clock)."""
         return 0.0
@@ -102,6 +129,14 @@ class QueuedSink:
     @property
     def last_played_at(self) -> float | None:
         return self._last_played_at
+
+    def take_render_marks(self) -> list[RenderMark]:
+        """When the audio played so far leaves the speaker (see `RenderMark`), since the last
+        call; empty for a device that cannot tell. The echo canceller's reference uses them."""
+        marks = []
+        while self._marks:
+            marks.append(self._marks.popleft())
+        return marks
 
     @property
     def queued_bytes(self) -> int:
@@ -308,6 +343,17 @@ class QueuedSink:
             self._busy_since = time.monotonic()
             self._device_play(chunk)
             self._busy_since = None
+            delay = self._device_delay_s()
+            if delay is not None:
+                # Marked before it is counted, so a reader never sees bytes without a mark.
+                self._marking = True
+                started, self._started = self._started, False
+                now = time.monotonic()
+                self._marks.append(
+                    RenderMark(
+                        self._played_bytes + len(chunk), now + delay, start=started, handed_at=now
+                    )
+                )
             self._played_bytes += len(chunk)
             self._last_played_at = time.monotonic()
             pace = self._pace_s(len(chunk))
@@ -320,6 +366,8 @@ class QueuedSink:
                 flushed = self._generation != self._taken_generation
             if flushed:
                 self._device_discard()
+                if self._marking:
+                    self._marks.append(RenderMark(self._played_bytes, time.monotonic(), cut=True))
                 deadline = 0.0
                 with self._cond:
                     self._active = bool(self._queue)

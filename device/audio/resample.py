@@ -7,6 +7,7 @@ at every boundary and drift in length.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -105,3 +106,53 @@ def from_mono(pcm: bytes, channels: int) -> bytes:
         return pcm
     samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype=_DTYPE)
     return bytes(np.repeat(samples, channels).tobytes())
+
+
+class PromptResampler:
+    """A rational-ratio FIR resampler that answers at once, for the echo canceller's reference.
+
+    soxr's streams hold back tens of milliseconds and release their output in bursts: a
+    reference that arrives after its echo is no reference. This one gives every output sample
+    as soon as its last input sample is in, with a short windowed-sinc filter (about half a
+    millisecond of delay, which `input_position` accounts for). Mono int16 in and out.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int, *, taps_per_phase: int = 16) -> None:
+        g = math.gcd(_check_rate("in_rate", in_rate), _check_rate("out_rate", out_rate))
+        self.up, self.down = out_rate // g, in_rate // g
+        self.taps = taps_per_phase
+        size = taps_per_phase * self.up
+        # Cut off below the lower Nyquist, at the upsampled rate.
+        cutoff = 0.92 * 0.5 * min(in_rate, out_rate) / (in_rate * self.up)
+        n = np.arange(size) - (size - 1) / 2
+        h = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(size, 8.0) * self.up
+        self._delay = (size - 1) / 2  # upsampled samples
+        # Row p holds the taps that meet input samples m0, m0 - 1, ... for phase p.
+        self._phases = np.stack([h[p :: self.up][: self.taps] for p in range(self.up)])
+        self.reset()
+
+    def reset(self) -> None:
+        self._history = np.zeros(self.taps - 1)
+        self._fed = 0  # input samples so far
+        self._out = 0  # output samples so far
+
+    def input_position(self, output_index: int) -> float:
+        """The input sample (fractional) that output sample `output_index` stands for."""
+        return (output_index * self.down - self._delay) / self.up
+
+    def process(self, pcm: bytes) -> bytes:
+        x = np.frombuffer(pcm, dtype=_DTYPE).astype(np.float64)
+        buffer = np.concatenate([self._history, x])
+        base = self._fed - self._history.size  # input index of buffer[0]
+        self._fed += x.size
+        last = (self._fed * self.up - 1) // self.down  # the last output whose inputs are in
+        outputs = np.arange(self._out, last + 1)
+        self._history = buffer[-(self.taps - 1) :] if self.taps > 1 else np.zeros(0)
+        if not outputs.size:
+            return b""
+        self._out = int(outputs[-1]) + 1
+        first = outputs * self.down // self.up
+        index = first[:, None] - np.arange(self.taps)[None, :] - base
+        taps = self._phases[outputs * self.down % self.up]
+        y = np.sum(taps * buffer[np.clip(index, 0, buffer.size - 1)] * (index >= 0), axis=1)
+        return bytes(np.clip(np.round(y), -32768, 32767).astype(_DTYPE).tobytes())

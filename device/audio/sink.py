@@ -195,10 +195,19 @@ class PyAudioSink(QueuedSink):
             return
         if self._stream.is_stopped():
             self._stream.start_stream()
+            self._started = True  # a new stretch of output time (see `RenderMark.start`)
         self._stream.write(from_mono(pcm, self.format.channels), exception_on_underflow=False)
 
     def _device_play(self, pcm: bytes) -> None:
         self._write_device(self._resampler.process(pcm))
+
+    def _device_delay_s(self) -> float | None:
+        # What PortAudio holds, this buffer included, plays out before its last byte is heard.
+        # (Latency past the device's buffer is the echo path's: the delay tracker finds it.)
+        if self._stream is None or self.format is None:
+            return None
+        pending = max(0, self._capacity - int(self._stream.get_write_available()))
+        return pending / self.format.rate
 
     def _device_idle(self) -> None:
         self._write_device(self._resampler.finish())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
@@ -126,8 +127,13 @@ class PyAudioSource(_Source):
         self.format: ProbeResult | None = None
         self._pa: pyaudio.PyAudio | None = None
         self._stream: Any = None
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[bytes, float | None] | None] = asyncio.Queue()
         self._pending = bytearray()
+        self._pending_at: float | None = None  # when `_pending`'s first sample was captured
+        # When the first sample of the chunk `chunks()` last yielded reached the converter,
+        # on `time.monotonic()` (PortAudio's `input_buffer_adc_time`): the echo canceller
+        # pairs the chunk with what the speaker was playing then.
+        self.chunk_adc_time: float | None = None
         self._resampler: Resampler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -137,6 +143,7 @@ class PyAudioSource(_Source):
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
         self._pending.clear()
+        self._pending_at = None
         self._opened = True
         try:
             await asyncio.to_thread(self._open_stream)
@@ -183,26 +190,47 @@ class PyAudioSource(_Source):
         loop = self._loop
         if loop is None or in_data is None:
             return None, pyaudio.paContinue
+        # PortAudio's times are on its own clock: only the difference is used, read against
+        # ours at the same moment.
+        adc_at: float | None = None
         try:
-            loop.call_soon_threadsafe(self._on_audio, in_data, status)
+            now, adc = float(time_info["current_time"]), float(time_info["input_buffer_adc_time"])
+            # A host API with no times reports zeros; an absurd age is no time either.
+            if adc > 0 and math.isfinite(now - adc) and 0 <= now - adc < 1.0:
+                adc_at = time.monotonic() - (now - adc)
+        except (KeyError, TypeError, ValueError):
+            adc_at = None
+        try:
+            loop.call_soon_threadsafe(self._on_audio, in_data, status, adc_at)
         except RuntimeError:  # the loop is closed: nobody is listening any more
             return None, pyaudio.paAbort
         return None, pyaudio.paContinue
 
-    def _on_audio(self, data: bytes, status: int) -> None:
+    def _on_audio(self, data: bytes, status: int, adc_at: float | None = None) -> None:
         if not self._opened or self.format is None or self._resampler is None:
             return
         if status & pyaudio.paInputOverflow:
             self.input_overflows += 1
+        if adc_at is not None:
+            # This buffer's first sample is `adc_at`; what is pending came just before it.
+            self._pending_at = adc_at - len(self._pending) / SAMPLE_WIDTH / self.rate
         self._pending += self._resampler.process(to_mono(data, self.format.channels))
         size = self.chunk_bytes
         while len(self._pending) >= size:
             chunk = bytes(self._pending[:size])
             del self._pending[:size]
+            at = self._pending_at
+            if at is not None:
+                self._pending_at = at + self.chunk_ms / 1000
             if self._queue.qsize() >= self.max_queued_chunks:
                 self._queue.get_nowait()
                 self.overruns += 1
-            self._queue.put_nowait(chunk)
+            self._queue.put_nowait((chunk, at))
+
+    @property
+    def backlog_ms(self) -> int:
+        """Captured audio waiting for the consumer: how far behind the room it is."""
+        return self._queue.qsize() * self.chunk_ms
 
     async def chunks(self) -> AsyncIterator[bytes]:
         opened_here = not self._opened
@@ -212,12 +240,13 @@ class PyAudioSource(_Source):
             while True:
                 try:
                     async with asyncio.timeout(self.stall_timeout_s):
-                        chunk = await queue.get()
+                        item = await queue.get()
                 except TimeoutError:
                     await self._check_alive()
                     continue
-                if chunk is None:
+                if item is None:
                     return
+                chunk, self.chunk_adc_time = item
                 self._samples_delivered += len(chunk) // SAMPLE_WIDTH
                 yield chunk
         finally:

@@ -3,13 +3,16 @@ talking over the reply, and what it costs.
 
     python -m device.bench.echo
 
-A synthetic room plays a spoken reply and returns it into the microphone `delay` later, `gain`
+A synthetic room (`device.sim.echo_room`) plays a spoken reply through a device that buffers
+150 ms, drifts 200 ppm from the microphone's clock and runs dry for 300 ms every 4 s, and
+returns it into the microphone `delay` (plus 40 ms the device does not report) later, `gain`
 down, smeared by a short reverb, over a -60 dBFS floor; from 6 s on a worker talks over it.
 Each mode runs as the daemon runs it (`EchoStage`, 20 ms chunks). Printed per room: the echo
 level in the microphone and in the output before the worker talks (after 1 s of convergence),
 the share of the worker's level kept while they talk, and CPU milliseconds per second of
 audio, and in `aec` mode the canceller's echo return loss enhancement (ERLE: echo power in
-the microphone over what is left after the canceller, while only the device speaks). The
+the microphone over what is left after the canceller, while only the device speaks), and the
+echo delay the tracker measured past the device's own buffer against the room's true one. The
 service's voice detection starts near -42 dBFS; the output should stay well below.
 """
 
@@ -25,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from device.audio.echo import EchoMode, EchoStage, SpeakerTap, level_db
-from device.audio.resample import Resampler
 from device.bench.wake import _print
+from device.sim.echo_room import DeviceSpeaker, EchoRoom
 from device.sim.speech import synthesize
 
 RATE, OUT_RATE = 16_000, 24_000
@@ -72,34 +75,38 @@ def _room(delay_ms: int, gain_db: float) -> np.ndarray:
     return np.concatenate([np.zeros(RATE * delay_ms // 1000), tail]) * 10 ** (gain_db / 20)
 
 
-async def _run(mode: EchoMode, delay_ms: int, gain_db: float, seconds: float) -> dict[str, Any]:
-    speaker = _Speaker()
+async def _run(
+    mode: EchoMode,
+    delay_ms: int,
+    gain_db: float,
+    seconds: float,
+    *,
+    buffer_ms: int = 150,
+    ppm: float = 200.0,
+) -> dict[str, Any]:
+    # The room of `device.sim.echo_room`: the speaker's device holds `buffer_ms`, its crystal
+    # runs `ppm` off the microphone's, and the player stalls 300 ms every 4 s (the device runs
+    # dry mid-reply); the echo comes `delay_ms` plus the room's hidden 40 ms after the device
+    # says the audio left it.
+    speaker = DeviceSpeaker(buffer_ms=buffer_ms, ppm=ppm)
     tap = SpeakerTap(speaker)  # type: ignore[arg-type]
-    stage = EchoStage(mode, tap)
+    room = EchoRoom(speaker, delay_ms=delay_ms, gain_db=gain_db, noise_dbfs=-60.0)
+    stage = EchoStage(mode, tap, mic_time=lambda: room.mic_time)
     reply = synthesize(REPLY, rate=OUT_RATE)
     while len(reply) < seconds * OUT_RATE * 2:
         reply += reply
     await tap.write(reply)
     worker_at = 6.0
     worker = np.frombuffer(synthesize(WORKER), "<i2").astype(np.float64) * 10 ** (-6 / 20)
-    voice = np.zeros(round(seconds * RATE))
+    voice = np.zeros(round(seconds * RATE) + TICK)
     start = round(worker_at * RATE)
     voice[start : start + worker.size] = worker[: voice.size - start]
-    ir = _room(delay_ms, gain_db)
-    history = np.zeros(ir.size)
-    resampler, fifo = Resampler(OUT_RATE, RATE), bytearray()
-    rng = np.random.default_rng(2)
     mic, out = bytearray(), bytearray()
     cpu = 0.0
     for k in range(round(seconds * RATE) // TICK):
-        fifo += resampler.process(speaker.play(TICK * 3))
-        far = np.frombuffer(bytes(fifo[: 2 * TICK]).ljust(2 * TICK, b"\0"), "<i2")
-        del fifo[: 2 * TICK]
-        signal = np.concatenate([history, far.astype(np.float64)])
-        echo = np.convolve(signal, ir)[history.size : history.size + TICK]
-        history = signal[-ir.size :]
-        heard = echo + voice[k * TICK : (k + 1) * TICK] + rng.normal(0, 32.8, TICK)
-        chunk = np.clip(np.round(heard), -32768, 32767).astype("<i2").tobytes()
+        if k % 200 == 150:
+            speaker.stall(0.3)
+        chunk = room.tick(voice[k * TICK : (k + 1) * TICK])
         t = time.process_time()
         processed = await stage.process(chunk)
         cpu += time.process_time() - t
@@ -116,6 +123,10 @@ async def _run(mode: EchoMode, delay_ms: int, gain_db: float, seconds: float) ->
         "worker_kept_db": round(level_db(o[during]) - level_db(worker.astype("<i2")), 1),
         "cpu_ms_per_s": round(1000 * cpu / seconds, 2),
         "erle_db": erle,
+        "tracked_delay_ms": stage.tracked_delay_ms,
+        "true_delay_ms": room.true_delay_ms,
+        "device_buffer_ms": buffer_ms,
+        "drift_ppm": ppm,
     }
 
 
@@ -123,12 +134,17 @@ def measure(
     modes: Sequence[EchoMode] = ("half_duplex", "aec"),
     rooms: Sequence[tuple[int, float]] = ((20, -6.0), (60, -12.0), (150, 0.0)),
     seconds: float = 10.0,
+    *,
+    buffer_ms: int = 150,
+    ppm: float = 200.0,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for mode in modes:
         for delay_ms, gain_db in rooms:
             key = f"{mode} delay {delay_ms} ms gain {gain_db:g} dB"
-            results[key] = asyncio.run(_run(mode, delay_ms, gain_db, seconds))
+            results[key] = asyncio.run(
+                _run(mode, delay_ms, gain_db, seconds, buffer_ms=buffer_ms, ppm=ppm)
+            )
     return results
 
 

@@ -248,6 +248,18 @@ class PulseServer:
             stderr=subprocess.PIPE,
         )
 
+    def say_into_mic(self, wav: Path) -> None:
+        """Play `wav` into the microphone feed from the server's own memory.
+
+        `feed_mic`'s paplay is a client with a 20 ms buffer: on a loaded machine it is not
+        scheduled in time, the server fills the gaps with silence, and a wake phrase arrives
+        chopped (it was then not detected at all). Uploaded to the server's sample cache, the
+        audio is played by the server's own thread, as a worker's voice would be: whole.
+        """
+        name = f"wv_{wav.stem}_{time.monotonic_ns()}"
+        self.pactl("upload-sample", str(wav), name)
+        self.pactl("play-sample", name, MIC_FEED)
+
     def record_speaker(self, wav: Path) -> subprocess.Popen[bytes]:
         """Start recording what the speaker plays into `wav`; end it with `stop_recording`."""
         return subprocess.Popen(

@@ -9,6 +9,7 @@ test's own clock, so every figure is exact and repeatable.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from device.audio.echo import BargeIn, EchoStage, SpeakerTap, level_db
 from device.audio.resample import Resampler
 from device.audio.sink import AudioSink, WavSink
 from device.events import Event, EventBus
+from device.sim.echo_room import DeviceSpeaker, EchoRoom
 from device.sim.speech import synthesize
 
 RATE, OUT_RATE = 16_000, 24_000
@@ -280,3 +282,104 @@ async def test_aec_gate_stays_shut_on_the_residual_of_a_changing_echo_path(gain_
     stage.close()
     assert [e for e in events if isinstance(e, BargeIn)] == []
     assert level_db(np.frombuffer(bytes(out), "<i2")) < -55
+
+
+# -- A real output path: a buffering device, two clocks, underruns, flushes ----------------------
+
+ROOM_REPLY = synthesize(
+    "Aisle twelve, bay three, level B, forty units. The next pick is in aisle fourteen.",
+    rate=OUT_RATE,
+)
+
+
+async def run_room(
+    stage: EchoStage,
+    room: EchoRoom,
+    ticks: int,
+    *,
+    each: Callable[[int], Awaitable[None]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    mic, out = bytearray(), bytearray()
+    for k in range(ticks):
+        if each is not None:
+            await each(k)
+        chunk = room.tick()
+        mic += chunk
+        out += await stage.process(chunk)
+    return np.frombuffer(bytes(mic), "<i2"), np.frombuffer(bytes(out), "<i2")
+
+
+def timed_stage(tap: SpeakerTap, room: EchoRoom, bus: EventBus | None = None) -> EchoStage:
+    return EchoStage("aec", tap, bus=bus, mic_time=lambda: room.mic_time)
+
+
+@pytest.mark.parametrize("gain_db", [0.0, -10.0])
+async def test_aec_holds_through_underruns_and_a_flush_on_a_buffered_drifting_output(
+    gain_db: float,
+) -> None:
+    """The device holds 200 ms, its crystal runs 200 ppm slow, the player stalls 350 ms every
+    3 s (the device runs dry mid-reply), and a barge-in flushes it mid-reply before the next
+    reply starts. Pairing by count (what the device took = what is heard) lost the echo at
+    each stall and after the flush (ERLE 14 dB, under the floor of 20). Timed, the
+    reference stays on the echo throughout."""
+    speaker = DeviceSpeaker(buffer_ms=200, ppm=-200)
+    bus = EventBus()
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    tap = SpeakerTap(speaker)  # type: ignore[arg-type]
+    room = EchoRoom(speaker, delay_ms=20, gain_db=gain_db)
+    stage = timed_stage(tap, room, bus)
+    await tap.write(ROOM_REPLY * 4)
+
+    async def trouble(k: int) -> None:
+        if k % 150 == 100:
+            speaker.stall(0.35)
+        if k == 400:  # 8 s: the worker's button stops this reply; the next one starts
+            tap.flush()
+            await tap.write(ROOM_REPLY * 4)
+
+    _, out = await run_room(stage, room, 1000, each=trouble)
+    stage.close()
+    assert speaker.underrun_s > 1.0  # the device really ran dry
+    print(f"ERLE {stage.erle_db} dB, room {stage.tracked_delay_ms} ms of {room.true_delay_ms}")
+    assert stage.erle_db is not None and stage.erle_db > 20
+    assert [e for e in events if isinstance(e, BargeIn)] == []  # no reply cut by its echo
+    assert level_db(out) < -55  # the service hears none of it
+    assert stage.tracked_delay_ms == pytest.approx(room.true_delay_ms, abs=1.0)
+
+
+async def test_the_tracker_follows_drift_and_an_echo_path_that_moves() -> None:
+    """Two crystals 200 ppm apart, and the echo path grows by 25 ms at 10 s (the device was
+    moved): the measured delay follows both, and the canceller keeps its ERLE."""
+    speaker = DeviceSpeaker(buffer_ms=120, ppm=200)
+    tap = SpeakerTap(speaker)  # type: ignore[arg-type]
+    room = EchoRoom(speaker, delay_ms=10, gain_db=-6)
+    stage = timed_stage(tap, room)
+    await tap.write(ROOM_REPLY * 5)
+    await run_room(stage, room, 500)
+    assert stage.tracked_delay_ms == pytest.approx(room.true_delay_ms, abs=1.0)
+    room.set_path(35, -6)
+    _, out = await run_room(stage, room, 500)
+    stage.close()
+    print(f"ERLE {stage.erle_db} dB, room {stage.tracked_delay_ms} ms of {room.true_delay_ms}")
+    assert stage.tracked_delay_ms == pytest.approx(room.true_delay_ms, abs=1.0)
+    assert stage.erle_db is not None and stage.erle_db > 30
+    assert level_db(out) < -55
+
+
+async def test_a_device_that_overstates_its_latency_is_caught_by_the_tracker() -> None:
+    """A device that says its audio leaves 80 ms later than it does puts the echo before its
+    reference, which no canceller can subtract. The tracker measures the echo 30 ms ahead and
+    the reference is read ahead of the capture time: the echo is gone from then on."""
+    speaker = DeviceSpeaker(buffer_ms=200, misreport_ms=80)
+    tap = SpeakerTap(speaker)  # type: ignore[arg-type]
+    room = EchoRoom(speaker, delay_ms=10, gain_db=0)
+    stage = timed_stage(tap, room)
+    await tap.write(ROOM_REPLY * 6)
+    mic, out = await run_room(stage, room, 750)
+    stage.close()
+    assert stage.tracked_delay_ms == pytest.approx(room.true_delay_ms - 80, abs=1.0)
+    assert stage.realignments == 1
+    last = slice(-5 * RATE, None)
+    assert level_db(mic[last]) > -25
+    assert level_db(out[last]) < -60  # the echo is gone, only the room's floor is left

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device.audio.errors import AudioFormatError
-from device.audio.resample import Resampler, from_mono, resample, to_mono
+from device.audio.resample import PromptResampler, Resampler, from_mono, resample, to_mono
+from device.sim.speech import synthesize
 
 
 def stream(resampler: Resampler, pcm: bytes, sizes: list[int]) -> bytes:
@@ -89,3 +90,24 @@ def test_bad_input_names_the_problem() -> None:
         resample(b"\x00\x01\x02", 16_000, 24_000)
     with pytest.raises(AudioFormatError, match="2-channel"):
         to_mono(b"\x00\x01\x02\x03\x04\x05", 2)
+
+
+def test_the_prompt_resampler_answers_every_buffer_at_once_and_keeps_the_signal() -> None:
+    """The echo reference cannot wait: soxr held back up to 36 ms (nothing for one 20 ms
+    buffer, two buffers' worth the next), so the reference of a short output path arrived
+    after its echo. Every 20 ms in gives 20 ms out, and it is the same speech."""
+    speech = synthesize("Aisle twelve, bay three, level B.", rate=24_000)
+    prompt = PromptResampler(24_000, 16_000)
+    sizes, out = [], bytearray()
+    for offset in range(0, len(speech) - 960, 960):
+        piece = prompt.process(speech[offset : offset + 960])
+        sizes.append(len(piece) // 2)
+        out += piece
+    assert set(sizes) == {320}
+    got = np.frombuffer(bytes(out), "<i2").astype(np.float64)
+    want = np.frombuffer(resample(speech, 24_000, 16_000), "<i2").astype(np.float64)
+    # Output sample j stands for input sample `input_position(j)`: compare there.
+    lag = prompt.input_position(0) * 16_000 / 24_000
+    want = np.interp(np.arange(got.size) + lag, np.arange(want.size), want)
+    error = got[400:-400] - want[400:-400]
+    assert 10 * np.log10(np.sum(want[400:-400] ** 2) / np.sum(error**2)) > 25
