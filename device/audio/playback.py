@@ -65,6 +65,9 @@ class QueuedSink:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()
+        # The supervisor's heal and a reply's write may both reopen a failed speaker at once;
+        # one at a time, or two player threads share (and close) one device.
+        self._opening = asyncio.Lock()
 
     # -- what subclasses provide (all called on the player thread) -------------------------
 
@@ -122,6 +125,10 @@ class QueuedSink:
         return 0.0 if since is None else max(0.0, time.monotonic() - since)
 
     async def open(self) -> None:
+        async with self._opening:
+            await self._open()
+
+    async def _open(self) -> None:
         thread = self._thread
         if thread is not None:
             if self._failure is None:
