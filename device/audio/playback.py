@@ -87,6 +87,9 @@ class QueuedSink:
         self._marks: deque[RenderMark] = deque(maxlen=1000)
         self._marking = False
         self._started = False  # set by a subclass when its device (re)starts
+        # The supervisor's heal and a reply's write may both reopen a failed speaker at once;
+        # one at a time, or two player threads share (and close) one device.
+        self._opening = asyncio.Lock()
 
     # -- what subclasses provide (all called on the player thread) -------------------------
 
@@ -157,6 +160,10 @@ class QueuedSink:
         return 0.0 if since is None else max(0.0, time.monotonic() - since)
 
     async def open(self) -> None:
+        async with self._opening:
+            await self._open()
+
+    async def _open(self) -> None:
         thread = self._thread
         if thread is not None:
             if self._failure is None:

@@ -117,3 +117,29 @@ async def test_a_hung_write_shows_as_a_stall(tmp_path: Path) -> None:
     await sink.drain()
     assert sink.stalled_s == 0.0
     await sink.close()
+
+
+async def test_a_heal_and_a_write_reopening_a_failed_speaker_at_once_start_one_player(
+    tmp_path: Path,
+) -> None:
+    # The soak bench's speaker error: the supervisor's heal and the reply's next write both
+    # reopened the speaker; two player threads then shared one file and closed it under
+    # each other ('NoneType' has no attribute 'writeframes', I/O on a closed file).
+    path = tmp_path / "reply.wav"
+    speaker = WavSink(path, speed=math.inf)
+    await speaker.open()
+    path.unlink()  # pulled out: the next write fails
+    with pytest.raises(AudioError):  # the drain reports the failed write
+        await speaker.write(bytes(4_800))
+        async with asyncio.timeout(10):
+            await speaker.drain()
+    assert speaker.failures == 1 and speaker.fault is not None
+    await asyncio.gather(speaker.open(), speaker.write(bytes(4_800)), speaker.open())
+    await speaker.write(bytes(4_800))
+    async with asyncio.timeout(10):
+        await speaker.drain()
+    players = [t for t in threading.enumerate() if t.name == "WavSink-player" and t.is_alive()]
+    assert len(players) == 1
+    assert speaker.failures == 1 and speaker.fault is None
+    assert speaker.played_bytes >= 9_600
+    await speaker.close()
