@@ -28,13 +28,8 @@ class Outgoing:
 
 
 class Outbox:
-    """`max_audio_bytes` bounds the audio captured while it waits (`put`). What is put back at
-    the front (a replay, bounded by the ledger; a frame that never left) does not count: it
-    is already bounded, and trimming it while it drains would cut holes in the words."""
-
     def __init__(self, *, max_audio_bytes: int, max_video_frames: int = 2) -> None:
-        # (item, counts against the audio bound)
-        self._items: deque[tuple[Outgoing, bool]] = deque()
+        self._items: deque[Outgoing] = deque()
         self._ready = asyncio.Event()
         self._max_audio = max_audio_bytes
         # While the link is down frames pile up; only the newest say what the worker shows.
@@ -46,14 +41,15 @@ class Outbox:
         return len(self._items)
 
     def put(self, item: Outgoing) -> None:
-        self._items.append((item, True))
-        self._audio_bytes += _audio_bytes(item)
+        self._items.append(item)
+        self._account(item, +1)
         self._trim()
         self._ready.set()
 
     def put_front(self, items: Iterable[Outgoing]) -> None:
         for item in reversed(list(items)):
-            self._items.appendleft((item, False))
+            self._items.appendleft(item)
+            self._account(item, +1)
         self._trim()
         if self._items:
             self._ready.set()
@@ -62,23 +58,22 @@ class Outbox:
         while not self._items:
             self._ready.clear()
             await self._ready.wait()
-        item, counted = self._items.popleft()
-        if counted:
-            self._audio_bytes -= _audio_bytes(item)
+        item = self._items.popleft()
+        self._account(item, -1)
         return item
 
     def markers_waiting(self) -> bool:
         """An activity marker (the end of what the worker said) has not left yet."""
-        return any(i.kind not in ("audio", "video", "tool_response") for i, _ in self._items)
+        return any(i.kind not in ("audio", "video", "tool_response") for i in self._items)
 
     def pending_answers(self) -> set[str]:
-        return {i.call_id for i, _ in self._items if i.call_id is not None}
+        return {i.call_id for i in self._items if i.call_id is not None}
 
     def drop(self, *, call_ids: set[str] | None = None, kind: str | None = None) -> int:
         """Remove queued answers to `call_ids`, or every item of `kind`; how many went."""
         keep = deque(
-            (i, counted)
-            for i, counted in self._items
+            i
+            for i in self._items
             if not (
                 (call_ids is not None and i.call_id in call_ids)
                 or (kind is not None and i.kind == kind)
@@ -86,20 +81,20 @@ class Outbox:
         )
         dropped = len(self._items) - len(keep)
         self._items = keep
-        self._audio_bytes = sum(_audio_bytes(i) for i, counted in keep if counted)
+        self._audio_bytes = sum(len(i.payload) for i in keep if i.kind == "audio")
         return dropped
+
+    def _account(self, item: Outgoing, sign: int) -> None:
+        if item.kind == "audio":
+            self._audio_bytes += sign * len(item.payload)
 
     def _trim(self) -> None:
         while self._audio_bytes > self._max_audio:
-            oldest = next(e for e in self._items if e[1] and e[0].kind == "audio")
+            oldest = next(i for i in self._items if i.kind == "audio")
             self._items.remove(oldest)
-            self._audio_bytes -= _audio_bytes(oldest[0])
+            self._audio_bytes -= len(oldest.payload)
         if self.link_up:
             return
-        frames = [e for e in self._items if e[0].kind == "video"]
+        frames = [i for i in self._items if i.kind == "video"]
         for stale in frames[: max(0, len(frames) - self._max_video)]:
             self._items.remove(stale)
-
-
-def _audio_bytes(item: Outgoing) -> int:
-    return len(item.payload) if item.kind == "audio" else 0
