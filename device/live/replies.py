@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from google.genai import types
 
+from device.audio.errors import AudioError
 from device.audio.sink import AudioSink
 from device.events import ErrorRaised, EventBus, Interrupted, Speaking, Transcript
 from device.live.player import ReplyPlayer
@@ -126,7 +127,12 @@ class Replies:
         """Publish the end of speech when the speaker has played the whole reply."""
 
         async def wait() -> None:
-            await self.player.drain()
+            try:
+                await self.player.drain()
+            except AudioError as exc:
+                # The speaker failed mid-reply: the supervisor reports and reopens it. The
+                # reply is over either way, so its end is published like any other.
+                log.warning("speaker failed while a reply played: %s", exc)
             if not self.model_speaking:
                 self._voice_ended()
 

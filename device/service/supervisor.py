@@ -76,6 +76,8 @@ class Part:
     heal_delay_s: float = 0.0
     reported: str | None = None  # a fault the part reported itself
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    healing: asyncio.Task[None] | None = field(default=None, repr=False)
+    healing_since: float = 0.0
 
 
 class Supervisor:
@@ -192,9 +194,10 @@ class Supervisor:
                 await self.check()
                 await asyncio.sleep(self.probe_interval_s)
         finally:
-            for task in self._tasks:
+            repairs = [p.healing for p in self._parts.values() if p.healing is not None]
+            for task in [*self._tasks, *repairs]:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, *repairs, return_exceptions=True)
 
     async def check(self) -> None:
         """Poll every probe once, and heal what is due."""
@@ -209,16 +212,32 @@ class Supervisor:
             fault = Fault(answer) if isinstance(answer, str) else answer
             if fault is None and part.reported:
                 fault = Fault(part.reported)
+            if part.healing is not None and not part.healing.done():
+                # A repair that hangs (a reopen blocked in the driver) is past help from
+                # inside the process: say so, so the watchdog lets systemd restart us.
+                if fault is not None and self._clock() - part.healing_since > part.budget_s:
+                    fault = Fault(f"repair hung: {fault.reason}", stuck=True)
+                self._set(part, fault)
+                continue
             self._set(part, fault)
             if fault is not None and not fault.stuck and part.heal is not None:
-                await self._heal(part)
+                self._heal(part)
+        # A repair gets its turn within this check, but never holds up the next one.
+        healing = [p.healing for p in self._parts.values() if p.healing and not p.healing.done()]
+        if healing:
+            await asyncio.wait(healing, timeout=self.probe_interval_s)
 
-    async def _heal(self, part: Part) -> None:
+    def _heal(self, part: Part) -> None:
         assert part.heal is not None
         now = self._clock()
         if now < part.next_heal_at:
             return
         part.restarts += 1
+        part.healing_since = now
+        part.healing = asyncio.create_task(self._repair(part), name=f"heal-{part.name}")
+
+    async def _repair(self, part: Part) -> None:
+        assert part.heal is not None
         try:
             await part.heal()
         except Exception as exc:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 from pathlib import Path
 
+from google.genai import types
+
+from device.audio.errors import AudioError
 from device.audio.sink import WavSink
+from device.events import EventBus, Speaking
 from device.live.player import ReplyPlayer
+from device.live.replies import Replies
 
 PIECE = b"\x01\x00" * 2400  # 100 ms at 24 kHz
 
@@ -57,3 +63,36 @@ async def test_the_callback_runs_once_behind_audio_ahead_and_never_for_flushed_a
         await player.drain()
         assert started == [1]
         await player.close()
+
+
+async def test_a_speaker_failing_mid_reply_ends_the_reply_and_leaves_no_lost_error(
+    tmp_path: Path,
+) -> None:
+    class FailingSink(WavSink):
+        async def drain(self) -> None:
+            raise AudioError("output device vanished")
+
+    bus = EventBus()
+    lost: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: lost.append(ctx))
+    async with FailingSink(tmp_path / "out.wav", speed=math.inf) as speaker:
+        replies = Replies(session_id="s", bus=bus, speaker=speaker, touch=lambda: None)
+        audio = types.Blob(data=PIECE, mime_type="audio/pcm;rate=24000")
+        async with bus.stream() as events:
+            replies.on_content(
+                types.LiveServerContent(
+                    model_turn=types.Content(parts=[types.Part(inline_data=audio)]),
+                    turn_complete=True,
+                )
+            )
+            spoken: list[bool] = []
+            async with asyncio.timeout(10):
+                while spoken[-1:] != [False]:
+                    event = await events.get()
+                    if isinstance(event, Speaking):
+                        spoken.append(event.started)
+        await replies.finish()
+    gc.collect()  # an unretrieved task exception is reported when the task is collected
+    await asyncio.sleep(0)
+    assert spoken == [True, False]
+    assert not lost, lost

@@ -98,6 +98,38 @@ async def test_healthy_while_recovering_within_budget_and_never_while_stuck() ->
     assert supervisor.healthy()
 
 
+async def test_a_repair_that_hangs_holds_up_no_other_part_and_is_stuck_past_its_budget() -> None:
+    clock = Clock()
+    supervisor = Supervisor(EventBus(), clock=clock, probe_interval_s=0.01)
+    hung = asyncio.Event()
+    camera_heals: list[float] = []
+
+    async def reopen_speaker() -> None:
+        hung.set()
+        await asyncio.Event().wait()  # the driver never returns
+
+    async def reopen_camera() -> None:
+        camera_heals.append(clock.now)
+
+    supervisor.add("speaker", budget_s=5.0, probe=lambda: "device gone", heal=reopen_speaker)
+    supervisor.add("camera", required=False, probe=lambda: "folder gone", heal=reopen_camera)
+    try:
+        await supervisor.check()
+        assert hung.is_set()
+        for step in range(1, 4):  # the camera keeps being repaired, with its backoff
+            clock.now = 10.0 * step
+            await supervisor.check()
+        assert len(camera_heals) == 4
+        assert supervisor.snapshot()["speaker"]["health"] == "stuck"
+        assert supervisor.faults()["speaker"] == "repair hung: device gone"
+        assert not supervisor.healthy()
+        assert supervisor.snapshot()["speaker"]["restarts"] == 1  # never started twice
+    finally:
+        for part in supervisor.parts.values():
+            if part.healing is not None:
+                part.healing.cancel()
+
+
 async def test_parts_follow_capture_and_camera_events_and_status_names_them(
     tmp_path: Path,
 ) -> None:
