@@ -204,8 +204,13 @@ class Appliance:
                 conversation = self._conversation
                 if conversation is None or not (self._talking or self._open_mic):
                     continue
-                if self._holding_for is conversation or frame.start < self._send_from:
-                    continue  # waiting for the wake word's end, or already sent as pre-roll
+                if self._holding_for is conversation:
+                    # The worker is speaking; it waits in the pre-roll until the wake word's
+                    # end is found (late, when the listener lags), so the session is not idle.
+                    conversation.touch()
+                    continue
+                if frame.start < self._send_from:
+                    continue  # already sent as pre-roll
                 conversation.send_audio(frame.pcm)
                 if self._talking:
                     # A held talk button is speech: the session must not idle out.

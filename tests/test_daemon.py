@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import socket
@@ -21,39 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from daemon_helpers import daemon_env, spawn_daemon, write_daemon_config
 
-from device.config import REPO_CONFIG_DIR
 from device.inventory.server import serve_inventory
 from device.sim.emulator import Emulator
 from device.sim.scenario import load_scenario
-
-CONFIG = """
-[device]
-id = "test-daemon"
-state_dir = "{work}"
-control_socket = "{work}/control.sock"
-[live]
-base_url = "{url}"
-ca_file = "{ca}"
-api_key_file = "{work}/key"
-instructions = "{config_dir}/instructions.md"
-idle_timeout_s = 1.0
-[audio]
-input = "wav"
-input_wav = "{config_dir}/demo/where-is-sku.wav"
-input_wav_cue = "listening"
-output = "wav"
-output_wav = "{work}/reply.wav"
-speed = 4.0
-[button]
-enabled = false
-[wake]
-enabled = false
-[tools]
-inventory_url = "{inventory}"
-token_file = "{work}/token"
-"""
-
 
 # Only so a hung daemon fails the test instead of hanging the suite; not a speed target.
 STOP_SAFETY_S = 120.0
@@ -135,31 +106,16 @@ async def test_daemon_runs_a_turn_and_stops_cleanly_on_sigterm(
         Emulator(load_scenario("where-is-sku"), workdir=work / "emu", api_key="daemon-key") as emu,
     ):
         (work / "token").write_text(inventory.token)
-        config = work / "config.toml"
-        config.write_text(
-            CONFIG.format(
-                work=work,
-                url=emu.url,
-                ca=emu.ca_file,
-                config_dir=REPO_CONFIG_DIR,
-                inventory=inventory.base_url,
-            )
+        config = write_daemon_config(
+            work,
+            url=emu.url,
+            ca=emu.ca_file,
+            inventory=inventory.base_url,
+            device_id="test-daemon",
+            idle_timeout_s=1.0,
         )
-        env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "WATCHDOG_PID")}
-        env["NOTIFY_SOCKET"] = str(systemd_end.path)
-        env.pop("WATCHDOG_USEC", None)
-        # A file, not a pipe: a full pipe would block the daemon's logging mid-turn.
-        errors = (work / "stderr.log").open("wb")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "device.cli",
-            "run",
-            "--config",
-            str(config),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=errors,
-            env=env,
+        proc = await spawn_daemon(
+            config, work / "stderr.log", daemon_env(notify_socket=systemd_end.path)
         )
         try:
             async with asyncio.timeout(30):
@@ -185,7 +141,6 @@ async def test_daemon_runs_a_turn_and_stops_cleanly_on_sigterm(
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-            errors.close()
     # A figure for the log, not a verdict: stop time is a benchmark's business.
     print(f"daemon stopped {took * 1000:.0f} ms after SIGTERM")
     stderr = (work / "stderr.log").read_text()

@@ -10,55 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
 
 import pytest
+from daemon_helpers import daemon_env, spawn_daemon, write_daemon_config
 
-from device.config import REPO_CONFIG_DIR
 from device.inventory.server import InventoryServer
 from device.service.control import request
 from device.sim.emulator import Emulator
 from device.sim.scenario import parse_scenario
 from device.tools.inventory_client import InventoryClient
-
-CONFIG = """
-[device]
-id = "offline-01"
-state_dir = "{work}"
-control_socket = "{work}/control.sock"
-[live]
-base_url = "{url}"
-ca_file = "{ca}"
-api_key_file = "{work}/key"
-instructions = "{config_dir}/instructions.md"
-idle_timeout_s = 60.0
-# The talk button marks each turn (activityStart/End), so one session carries a read-back and
-# its confirmation, as it does for a worker on the floor.
-turn_detection = "manual"
-[audio]
-input = "wav"
-input_wav = "{config_dir}/demo/where-is-sku.wav"
-input_wav_cue = "listening"
-output = "wav"
-output_wav = "{work}/reply.wav"
-speed = 4.0
-[button]
-enabled = false
-[wake]
-enabled = false
-[metrics]
-address = "127.0.0.1:0"
-[tools]
-inventory_url = "{inventory}"
-token_file = "{work}/token"
-write_queue_retry_max_s = 0.5
-"""
 
 # (what the worker asks, the move's arguments): each is read back, then confirmed.
 MOVES = [
@@ -102,13 +67,8 @@ class Daemon:
         self.stderr = work / "daemon.stderr"
 
     async def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "GEMINI_API_KEY")}
         sock = self.work / "control.sock"
-        with self.stderr.open("ab") as err:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "device.cli", "run", "--config", str(self.config),
-                stdout=asyncio.subprocess.DEVNULL, stderr=err, env=env,
-            )  # fmt: skip
+        self.proc = await spawn_daemon(self.config, self.stderr, daemon_env())
         async with asyncio.timeout(120):
             while not sock.exists() or (await self.ctl("status")).get("state") != "idle":
                 assert self.proc.returncode is None, "the daemon exited at start"
@@ -175,11 +135,19 @@ async def test_moves_confirmed_through_an_outage_and_a_kill_9_are_applied_once_i
     scenario = parse_scenario(scenario_text(), name="offline-shift", base_dir=work)
     emu = Emulator(scenario, workdir=work / "emu", api_key="offline-key")
     await emu.start()
-    config = work / "config.toml"
-    config.write_text(
-        CONFIG.format(work=work, url=emu.url, ca=emu.ca_file, config_dir=REPO_CONFIG_DIR,
-                      inventory=inventory.base_url)
-    )  # fmt: skip
+    config = write_daemon_config(
+        work,
+        url=emu.url,
+        ca=emu.ca_file,
+        inventory=inventory.base_url,
+        device_id="offline-01",
+        idle_timeout_s=60.0,
+        # The talk button marks each turn (activityStart/End), so one session carries a
+        # read-back and its confirmation, as it does for a worker on the floor.
+        live_extra='turn_detection = "manual"',
+        sections='[metrics]\naddress = "127.0.0.1:0"',
+        tools_extra="write_queue_retry_max_s = 0.5",
+    )
     daemon = Daemon(work, config)
     try:
         await daemon.start()

@@ -11,6 +11,12 @@ the device cannot be found when reopened) is closed and reopened with exponentia
 `CaptureLost` and `CaptureRestored` are published on the bus so the panel and the status socket
 show the error, and capture carries on by itself when the device comes back. The offsets do not
 jump across the outage: they count audio delivered, and no audio was.
+
+The pre-roll is counted in samples behind the slowest subscriber, not behind the microphone: a
+wake listener that falls behind (a loaded machine, a slow inference) has not heard the wake
+word yet, so the audio after it must still be kept when it does. A listener that has heard it
+holds the audio from there (`hold`) until the session has taken it. Both are bounded by
+`max_lag_s`, so a stuck subscriber cannot grow the ring without limit.
 """
 
 from __future__ import annotations
@@ -113,6 +119,11 @@ class Subscription:
         self._ready.set()
 
     @property
+    def heard_to(self) -> int | None:
+        """Stream offset of the oldest frame not yet taken (None when nothing is queued)."""
+        return self._queue[0].start if self._queue else None
+
+    @property
     def queued_samples(self) -> int:
         return self._queued_samples
 
@@ -159,6 +170,7 @@ class Capture:
         retry_max_s: float = 10.0,
         device: str = "",
         clock: Callable[[], float] = time.monotonic,
+        max_lag_s: float = 60.0,
     ) -> None:
         if not preroll_s > 0:
             raise ValueError(f"preroll_s must be a positive number of seconds, not {preroll_s!r}")
@@ -182,8 +194,11 @@ class Capture:
         self._ring = bytearray()
         self._ring_start = 0  # stream offset of the first byte in _ring
         self._ring_max = round(preroll_s * CAPTURE_RATE) * SAMPLE_WIDTH
+        # The most the ring keeps for a lagging subscriber or a hold, beyond the pre-roll.
+        self._lag_max = round(max_lag_s * CAPTURE_RATE)
         self._samples = 0
         self._subscribers: list[Subscription] = []
+        self._holds: dict[object, int] = {}
         self._lost_at: float | None = None
         self.outages = 0
         self.last_frame_at: float | None = None
@@ -214,6 +229,14 @@ class Capture:
     def _unsubscribe(self, subscription: Subscription) -> None:
         with contextlib.suppress(ValueError):
             self._subscribers.remove(subscription)
+
+    def hold(self, owner: object, sample: int) -> None:
+        """Keep the audio from offset `sample` on (within `max_lag_s`) until `release(owner)`:
+        the wake word's end is known only after the listener has heard more."""
+        self._holds[owner] = sample
+
+    def release(self, owner: object) -> None:
+        self._holds.pop(owner, None)
 
     def since(self, sample: int) -> Frame:
         """The kept audio from offset `sample` to now. If `sample` is older than the pre-roll
@@ -268,14 +291,27 @@ class Capture:
         self._samples = frame.end
         self.last_frame_at = frame.at
         self._ring += pcm
-        excess = len(self._ring) - self._ring_max
-        if excess > 0:
-            excess -= excess % SAMPLE_WIDTH
-            del self._ring[:excess]
-            self._ring_start += excess // SAMPLE_WIDTH
         for subscription in list(self._subscribers):
             subscription.put(frame)
+        self._trim()
         return frame
+
+    def _trim(self) -> None:
+        """Drop from the ring what nobody can still ask for: older than the pre-roll behind the
+        slowest subscriber, and older than every hold."""
+        preroll = self._ring_max // SAMPLE_WIDTH
+        keep_from = self._samples - preroll
+        for subscription in self._subscribers:
+            heard = subscription.heard_to
+            if heard is not None:
+                keep_from = min(keep_from, heard - preroll)
+        for sample in self._holds.values():
+            keep_from = min(keep_from, sample)
+        keep_from = max(keep_from, self._samples - preroll - self._lag_max)
+        excess = keep_from - self._ring_start
+        if excess > 0:
+            del self._ring[: excess * SAMPLE_WIDTH]
+            self._ring_start = keep_from
 
     def _lost(self, exc: Exception, retry_in_s: float) -> None:
         if self._lost_at is None:

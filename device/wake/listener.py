@@ -55,7 +55,9 @@ from device.wake.models import load_models
 
 log = logging.getLogger(__name__)
 
-# Wait at most this long (wall clock) for the audio after a hit before refining without it.
+# A microphone that delivers nothing for this long (wall clock) after a hit has gone quiet: the
+# end is refined without the rest. Only silence from the microphone counts: while frames are
+# queued, however late the listener runs, it takes them first.
 _END_WAIT_S = 1.0
 _MAX_GAP_S = 30.0
 
@@ -118,6 +120,7 @@ class WakeListener:
         self._base: int | None = None  # capture offset of the detector's sample 0
         self._quiet_for = self.tail_samples  # samples since the device last spoke
         self._pending: tuple[WakeHit, float] | None = None
+        self._held: set[WakeHit] = set()  # hits whose audio capture keeps until `on_end`
         self._refining: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wake-end")
 
@@ -136,13 +139,12 @@ class WakeListener:
                 # Subscribed first: what is said while the models load is queued, not lost.
                 await self.detector.load()
                 while True:
-                    timeout = None
-                    if self._pending is not None:
-                        timeout = max(0.0, self._pending[1] + _END_WAIT_S - time.monotonic())
+                    timeout = None if self._pending is None else _END_WAIT_S
                     try:
                         frame = await asyncio.wait_for(frames.get(), timeout)
                     except TimeoutError:
-                        self._refine_pending()
+                        if not frames.queued_samples:
+                            self._refine_pending()
                         continue
                     gap = frames.gap_before(frame)
                     if gap:
@@ -151,6 +153,9 @@ class WakeListener:
         finally:
             for task in self._refining:
                 task.cancel()
+            for hit in self._held:
+                self.capture.release(hit)
+            self._held.clear()
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _fill(self, gap: int, next_start: int) -> None:
@@ -188,6 +193,10 @@ class WakeListener:
     def _woke(self, hit: WakeHit, frame: Frame) -> None:
         detected = time.monotonic()
         self.hits.append(hit)
+        # The end is settled only after more audio and a refinement on a thread: keep what
+        # follows the wake word until then, however far capture runs ahead meanwhile.
+        self.capture.hold(hit, needed_before(hit))
+        self._held.add(hit)
         log.info(
             "wake word %s (score %.2f) ending near sample %d", hit.model, hit.score, hit.end_sample
         )
@@ -283,7 +292,12 @@ class WakeListener:
                 took_ms=round(took_ms, 1),
             )
         )
-        self.on_end(estimate.sample)
+        try:
+            self.on_end(estimate.sample)
+        finally:
+            # The session has taken what it needed from the pre-roll.
+            self.capture.release(hit)
+            self._held.discard(hit)
 
 
 def build_listener(

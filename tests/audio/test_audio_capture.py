@@ -154,3 +154,35 @@ async def test_a_missing_microphone_is_retried_until_it_appears(tmp_path: Path) 
     assert [type(e) for e in events if isinstance(e, CaptureRestored)] == [CaptureRestored]
     assert capture.available and capture.outages == 1
     assert bytes(received[: len(speech)]) == speech
+
+
+async def test_the_preroll_counts_behind_a_lagging_subscriber_and_a_hold(tmp_path: Path) -> None:
+    """A wake listener 5 s behind capture has not heard the wake word yet: the audio after it
+    must still be there when it does, and while it refines the end (a hold)."""
+    pcm = noise(8 * RATE, seed=6)
+    capture = Capture(wav_source(tmp_path, pcm), bus=EventBus(), preroll_s=1.0)
+    with capture.subscribe() as listener:
+        frames = capture.frames()
+        while capture.samples < 6 * RATE:
+            await anext(frames)
+        while (await listener.get()).end < RATE:
+            pass  # the listener has heard one second of six
+        # One second of pre-roll behind what the listener heard, not behind the microphone.
+        assert capture.since(0).start == 0
+        assert capture.since(RATE // 2).pcm == pcm[RATE : 12 * RATE]
+        capture.hold("wake", RATE // 2)
+        while await anext(frames, None) is not None:
+            pass
+        while listener.queued_samples:
+            await listener.get()  # the listener caught up; the hold keeps what it asked for
+        assert capture.since(RATE // 2).pcm == pcm[RATE:]
+        capture.release("wake")
+
+
+async def test_a_hold_is_bounded_so_a_lost_release_cannot_grow_the_ring(tmp_path: Path) -> None:
+    pcm = noise(5 * RATE, seed=7)
+    capture = Capture(wav_source(tmp_path, pcm), bus=EventBus(), preroll_s=1.0, max_lag_s=2.0)
+    capture.hold("forgotten", 0)
+    async for _ in capture.frames():
+        pass
+    assert capture.since(0).start == 2 * RATE  # pre-roll plus max_lag_s, no more

@@ -19,6 +19,7 @@ from device.tools.dispatcher import ToolDispatcher
 from device.tools.inventory_client import InventoryClient
 from device.tools.registry import ToolSet
 from device.vision.eye import Eye
+from device.vision.snapshots import FrameResult
 
 CODE = "A-12-03/104417"
 
@@ -54,7 +55,7 @@ args = {}
 
 
 async def test_snapshots_only_while_talking_and_a_scan_reads_the_exact_code(
-    rig_factory, tmp_path: Path
+    rig_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     images = tmp_path / "images"
     images.mkdir()
@@ -70,16 +71,34 @@ async def test_snapshots_only_while_talking_and_a_scan_reads_the_exact_code(
     rig = await rig_factory(scan_scenario(), tools=tools, mic_speed=1.0)
     rig_ref.append(rig)
     eye = eyes[0]
+    # The camera is paced by its own clock; on a loaded machine the worker's audio is not, so
+    # the rate is checked on the times the streamer took each frame it sent.
+    sent_at: list[float] = []
+    send = eye.streamer._send
+
+    async def timed(reason: str) -> FrameResult:
+        taken = eye.streamer._last_attempt
+        result = await send(reason)
+        if reason == "stream" and result.status == "ok":
+            sent_at.append(taken)
+        return result
+
+    monkeypatch.setattr(eye.streamer, "_send", timed)
     eye.start()
     runner = asyncio.create_task(rig.appliance.run())
     try:
         await asyncio.sleep(0.6)  # camera running, no session: nothing may be sent
         rig.appliance.press("gpio")
         rig.bus.publish(UserSpeech(active=True, source="button"))
+        # The worker talks until three frames went out, however long a loaded machine takes.
         await rig.emulator.wait_for(
-            lambda r: bool(r.connections) and r.connections[0].audio_samples >= 16000 * 3,
-            timeout_s=30,
-            what="3 s of speech",
+            lambda r: (
+                bool(r.connections)
+                and r.connections[0].audio_samples >= 16000 * 3
+                and len(r.connections[0].video_frames) >= 3
+            ),
+            timeout_s=120,
+            what="3 s of speech and three frames",
         )
         rig.bus.publish(UserSpeech(active=False, source="button"))
         rig.appliance.release("gpio")
@@ -90,6 +109,10 @@ async def test_snapshots_only_while_talking_and_a_scan_reads_the_exact_code(
         await asyncio.gather(runner, return_exceptions=True)
         await eye.close()
     check_frames_and_scan(rig, CODE)
+    # Never faster than the set rate (4 a second; a slow machine only sends fewer), and every
+    # frame sent reached the model while the worker talked.
+    assert np.diff(sent_at).min() >= 1 / 4
+    assert len(sent_at) == len(rig.emulator.record.connections[0].video_frames)
 
 
 def camera_tools(settings: Any, eyes: list[Eye], rig_ref: list[Any]) -> Any:
@@ -110,15 +133,12 @@ def check_frames_and_scan(rig: Any, code: str) -> None:
     conn = rig.emulator.record.connections[0]
     frames = conn.video_frames
     talking_frames = [f for f in frames if f.sample <= _marker(conn, "audio_stream_end")]
-    # Frames went out while the worker talked: JPEG, at most 1024 px, and never faster than
-    # the set rate (4 per second of the worker's audio; a slow machine only sends fewer).
+    # Frames went out while the worker talked: JPEG, at most 1024 px.
     assert len(talking_frames) >= 3
     for frame in frames:
         assert frame.mime_type == "image/jpeg"
         with Image.open(io.BytesIO(frame.data)) as image:
             assert image.format == "JPEG" and max(image.size) <= 1024
-    gaps = np.diff([f.sample for f in talking_frames])
-    assert gaps.min() >= 0.75 * 16000 / 4
     # Once the worker stopped, only the scan's own still may follow (it is not streamed).
     assert len(frames) - len(talking_frames) == 0
     # The scan decoded the exact code and the answer reached the model with the call's id.

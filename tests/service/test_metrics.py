@@ -49,9 +49,24 @@ def resolved(session: str, tool_name: str, outcome: str) -> ConfirmationResolved
     return ConfirmationResolved(session_id=session, call_id="c", tool=tool_name, outcome=outcome)
 
 
+class HeldSpeaker(WavSink):
+    """A speaker that plays its first two buffers, then holds the rest until a flush or close.
+
+    Real time would race the test: on a loaded machine three seconds can pass before the flush.
+    Held, only the barge-in can end this reply, however slowly the machine runs. (The first
+    buffer is paced as usual: the player reports progress after each buffer's pace.)
+    """
+
+    buffers = 0
+
+    def _pace_s(self, nbytes: int) -> float:
+        self.buffers += 1
+        return super()._pace_s(nbytes) if self.buffers == 1 else 3600.0
+
+
 async def test_a_turn_and_a_barge_in_are_timed_at_the_speaker(tmp_path: Path) -> None:
     bus = EventBus()
-    async with bus.stream() as events, WavSink(tmp_path / "speaker.wav", speed=1.0) as speaker:
+    async with bus.stream() as events, HeldSpeaker(tmp_path / "speaker.wav") as speaker:
         collector = MetricsCollector(bus, device_id="t-01", speaker=speaker)
         bus.publish(ButtonEvent(action="release", source="gpio"))
         bus.publish(WireSent(session_id="s1", what="audio_stream_end", waited_ms=4.0))

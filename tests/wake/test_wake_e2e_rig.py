@@ -187,7 +187,7 @@ async def hands_free(
         )
         await detector.load()  # as the daemon does before it starts capturing
         appliance.use_capture(capture, listener.run)
-        if isinstance(mic, RoomMic):
+        if isinstance(mic, (RoomMic, Leashed)):
 
             def backlog() -> int:
                 # Audio the wake listener has not taken, or the session has not sent yet (the
@@ -442,6 +442,50 @@ class RoomMic:
             yield chunk
 
 
+class Leashed:
+    """A microphone (any `AudioSource`) that runs at most `max_ahead_s` ahead of the device.
+
+    A file paced at 4x real time outruns a wake listener on a loaded machine without end; a
+    real microphone at 1x does not outrun one that keeps up. So the file waits while the
+    listener's queue or the session's unsent audio holds more than `max_ahead_s`: the lag can
+    still exceed the pre-roll (what the pre-roll must survive), but what happens next depends
+    on samples, not on how busy the machine is.
+    """
+
+    def __init__(self, source: AudioSource, *, max_ahead_s: float = 8.0) -> None:
+        self.source = source
+        self.rate = source.rate
+        self.chunk_ms = source.chunk_ms
+        self.max_ahead_s = max_ahead_s
+        self.backlog: Callable[[], int] | None = None
+        self.waits = 0
+
+    @property
+    def samples_delivered(self) -> int:
+        return int(getattr(self.source, "samples_delivered", 0))
+
+    async def open(self) -> None:
+        await self.source.open()
+
+    async def close(self) -> None:
+        await self.source.close()
+
+    async def __aenter__(self) -> Leashed:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        limit = round(self.max_ahead_s * RATE)
+        async for chunk in self.source.chunks():
+            while self.backlog is not None and self.backlog() > limit:
+                self.waits += 1
+                await asyncio.sleep(self.chunk_ms / 1000)
+            yield chunk
+
+
 async def until(
     mic: RoomMic, done: Callable[[], bool], *, room_s: float, what: str = "the condition"
 ) -> None:
@@ -457,6 +501,7 @@ async def until(
 __all__ = [
     "RATE",
     "HandsFree",
+    "Leashed",
     "Metric",
     "RoomMic",
     "RoomSpeaker",
