@@ -25,6 +25,10 @@ from device.audio.wavio import read_wav
 log = logging.getLogger(__name__)
 
 
+# Put in the queue by the watchdog when no audio came for `stall_timeout_s`.
+_STALLED = b""
+
+
 def check_chunk_ms(chunk_ms: int) -> int:
     if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, int) or not 20 <= chunk_ms <= 50:
         raise ValueError(f"chunk_ms must be a whole number from 20 to 50, not {chunk_ms!r}")
@@ -196,6 +200,8 @@ class PyAudioSource(_Source):
             self.input_overflows += 1
         self._pending += self._resampler.process(to_mono(data, self.format.channels))
         size = self.chunk_bytes
+        if len(self._pending) >= size and self._loop is not None:
+            self._last_audio = self._loop.time()
         while len(self._pending) >= size:
             chunk = bytes(self._pending[:size])
             del self._pending[:size]
@@ -208,21 +214,39 @@ class PyAudioSource(_Source):
         opened_here = not self._opened
         await self.open()
         queue = self._queue
+        # One watchdog timer per stall period, not a timeout per chunk: 50 timers a second
+        # were a measurable part of the idle daemon's CPU.
+        loop = asyncio.get_running_loop()
+        self._last_audio = loop.time()
+        self._watchdog = loop.call_later(self.stall_timeout_s, self._watch, loop)
         try:
             while True:
-                try:
-                    async with asyncio.timeout(self.stall_timeout_s):
-                        chunk = await queue.get()
-                except TimeoutError:
-                    await self._check_alive()
-                    continue
+                chunk = await queue.get()
                 if chunk is None:
                     return
+                if chunk is _STALLED:
+                    await self._check_alive()
+                    continue
                 self._samples_delivered += len(chunk) // SAMPLE_WIDTH
                 yield chunk
         finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._watchdog = None
             if opened_here:
                 await self.close()
+
+    _last_audio = 0.0
+    _watchdog: asyncio.TimerHandle | None = None
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """No chunk for `stall_timeout_s`: wake `chunks()` to check the stream."""
+        quiet_for = loop.time() - self._last_audio
+        if quiet_for >= self.stall_timeout_s:
+            self._queue.put_nowait(_STALLED)
+            self._last_audio = loop.time()
+            quiet_for = 0.0
+        self._watchdog = loop.call_later(self.stall_timeout_s - quiet_for, self._watch, loop)
 
     async def _check_alive(self) -> None:
         stream = self._stream

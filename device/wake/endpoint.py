@@ -59,6 +59,9 @@ _MIN_SCORE = 0.5
 # Without any evidence of where the wake word ended, the detector's estimate is moved this much
 # earlier: a little of the wake word is kept rather than the first word of the request lost.
 UNSURE_KEEP = 150 * SAMPLE_RATE // 1000
+# The earliest plausible end can fall a little after the true end, on fast speech: cut this
+# much before it when no hiss says better.
+EARLIEST_MARGIN = 80 * SAMPLE_RATE // 1000
 # How far after the earliest plausible end the wake word's final hiss may end.
 MAX_TAIL = 450 * SAMPLE_RATE // 1000
 # A burst's end is known to a 10 ms frame: cut this much before it, not into what follows.
@@ -254,8 +257,9 @@ class EndFinder:
                 if score >= _MIN_SCORE:
                     # Earlier is safer: the cut between this one and the last is tried too.
                     between = cut - HOP
-                    if between > lo and self.completion_scores(x, [between], cache)[0] >= _MIN_SCORE:
-                        return between
+                    if between > lo:
+                        if self.completion_scores(x, [between], cache)[0] >= _MIN_SCORE:
+                            return between
                     return cut
         return None
 
@@ -292,4 +296,4 @@ class EndFinder:
             if scored[cut] >= _MIN_SCORE:
                 end = max(earliest, cut - SIBILANT_MARGIN)
                 return EndEstimate(origin + end, "sibilant", round(scored[cut], 3), candidates)
-        return EndEstimate(origin + earliest, "earliest", 0.0, candidates)
+        return EndEstimate(origin + earliest - EARLIEST_MARGIN, "earliest", 0.0, candidates)
