@@ -18,6 +18,7 @@ session that follows fails; that is not measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -107,8 +108,8 @@ def bare_predict(wav: Path, ready: Path) -> None:
     """The baseline process: bare `predict` on `wav` in 80 ms frames, paced like a microphone
     from the moment `ready` appears (when the daemon's microphone starts playing the same file),
     until killed. Its CPU is read from /proc by the parent, like the daemon's."""
-    from device.wake.runtime import runtime_for
     from device.wake.models import load_models
+    from device.wake.runtime import runtime_for
 
     model = runtime_for(load_models(Path(os.environ["WV_BENCH_STATE"])))
     with wave.open(str(wav), "rb") as source:
@@ -121,6 +122,23 @@ def bare_predict(wav: Path, ready: Path) -> None:
         # Each frame is due when a microphone would have delivered it.
         time.sleep(max(0.0, began + (index + 1) * FRAME_SAMPLES / SAMPLE_RATE - time.monotonic()))
         model.predict(audio[index * FRAME_SAMPLES : (index + 1) * FRAME_SAMPLES])
+
+
+def capture_only(seconds: float) -> None:
+    """The capture floor: the daemon's microphone source (PyAudio, 20 ms chunks, the same
+    default device) read and thrown away, for `seconds`."""
+    import asyncio
+
+    from device.audio.source import PyAudioSource
+
+    async def run() -> None:
+        async with PyAudioSource("default") as mic:
+            async with asyncio.timeout(seconds):
+                async for _chunk in mic.chunks():
+                    pass
+
+    with contextlib.suppress(TimeoutError):
+        asyncio.run(run())
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -170,6 +188,12 @@ def measure(
             stderr=log,
             env=env,
         )
+        floor = subprocess.Popen(
+            [sys.executable, "-m", "device.bench.idle_wake", "--capture-only", str(seconds + 60)],
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
         feeder: subprocess.Popen[bytes] | None = None
         try:
             wait_idle(process, workdir / "control.sock", workdir / "daemon.log")
@@ -177,8 +201,10 @@ def measure(
             ready.touch()
             time.sleep(warmup_s)  # both past their first frames and caches
             cpu0, base0, t0 = cpu_s(process.pid), cpu_s(bare.pid), time.monotonic()
+            floor0 = cpu_s(floor.pid)
             time.sleep(seconds)
             cpu1, base1, t1 = cpu_s(process.pid), cpu_s(bare.pid), time.monotonic()
+            floor1 = cpu_s(floor.pid)
             rss = rss_mb(process.pid)
             _stop(bare)
             # Then the wake phrase: wait for the daemon's own figures in its event log.
@@ -188,12 +214,12 @@ def measure(
                 time.sleep(0.5)
                 figures = _metrics(workdir / "events.jsonl")
         finally:
-            for child in (bare, process, feeder):
+            for child in (bare, floor, process, feeder):
                 if child is not None:
                     _stop(child)
             log.close()
     wall = t1 - t0
-    daemon, bare_s = cpu1 - cpu0, base1 - base0
+    daemon, bare_s, floor_s = cpu1 - cpu0, base1 - base0, floor1 - floor0
     return {
         "echo_mode": echo,
         "wake_word": wake,
@@ -203,6 +229,12 @@ def measure(
         "ratio": round(daemon / bare_s, 3) if bare_s else None,
         "daemon_cpu_s_per_min": round(60 * daemon / wall, 3),
         "bare_predict_cpu_s_per_min": round(60 * bare_s / wall, 3),
+        # PortAudio capture alone (this machine: PulseAudio through ALSA's pulse plugin), which
+        # bare predict does not pay: what is left of the daemon's cost beyond both is its own.
+        "capture_only_cpu_s_per_min": round(60 * floor_s / wall, 3),
+        "ratio_to_capture_plus_predict": round(daemon / (bare_s + floor_s), 3)
+        if bare_s + floor_s
+        else None,
         "daemon_rss_mb": round(rss, 1),
         **(
             {k: round(v, 2) for k, v in figures.items()} or {"wake": "not heard" if wake else "off"}
@@ -219,9 +251,13 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline", action="store_true", help="also run the daemon with the wake word off"
     )
     parser.add_argument("--bare", nargs=2, type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--capture-only", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare:
         bare_predict(*args.bare)
+        return 0
+    if args.capture_only:
+        capture_only(args.capture_only)
         return 0
     cache = Path.home() / ".cache" / "warehouse-voice-bench"
     model_set = fetch_models(

@@ -15,7 +15,11 @@ test_wake_trim.py asserts that no cut loses request audio.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -25,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from device.bench.wake import _print
-from device.bench.wake_clips import Clip, positive_clips
+from device.bench.wake_clips import Clip, cache_dir, positive_clips
 from device.wake.detector import DEFAULT_END_LATENCY_S, FRAME_SAMPLES, SAMPLE_RATE, WakeHit
 from device.wake.download import Downloader
 from device.wake.endpoint import EndFinder, needed_after
@@ -73,14 +77,77 @@ def detect(runtime: OnnxWakeRuntime, clip: Clip, threshold: float = 0.5) -> Wake
     return None
 
 
-def trims(model_set: ModelSet, clips: Iterable[Clip]) -> Iterator[Trimmed | str]:
+class _HitCache:
+    """Detections by clip, on disk beside the synthesized speech: the detector is not what the
+    trim test tests, and it is half of its time. Keyed by the model files and the clip's audio,
+    so a changed model or clip is detected afresh."""
+
+    def __init__(self, models: Sequence[Path]) -> None:
+        digest = hashlib.sha256()
+        for model in models:
+            digest.update(model.read_bytes())
+        self._models = digest.hexdigest()[:16]
+        self._path = cache_dir() / f"wake-hits-{self._models}.json"
+        try:
+            self._hits: dict[str, list[float] | None] = json.loads(self._path.read_text())
+        except (OSError, ValueError):
+            self._hits = {}
+        self._dirty = False
+
+    @staticmethod
+    def key(clip: Clip) -> str:
+        return hashlib.sha256(clip.audio.tobytes()).hexdigest()[:24]
+
+    def get(self, clip: Clip) -> tuple[bool, WakeHit | None]:
+        """(cached, the hit or None for a miss)."""
+        if self.key(clip) not in self._hits:
+            return False, None
+        found = self._hits[self.key(clip)]
+        if found is None:
+            return True, None
+        return True, WakeHit("hey_jarvis", found[0], int(found[1]), int(found[2]))
+
+    def put(self, clip: Clip, hit: WakeHit | None) -> None:
+        self._hits[self.key(clip)] = (
+            None if hit is None else [hit.score, hit.end_sample, hit.detected_sample]
+        )
+        self._dirty = True
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._path.parent, suffix=".json")
+        with os.fdopen(fd, "w") as out:
+            json.dump(self._hits, out)
+        os.replace(tmp, self._path)
+
+
+def trims(
+    model_set: ModelSet, clips: Iterable[Clip], *, cache_hits: bool = False
+) -> Iterator[Trimmed | str]:
     """For every clip the detector detects, where the trim cuts; the label of every other."""
     melspec, embedding = model_set.feature_paths("onnx")
     path = model_set.get("hey_jarvis", "onnx").path
     finder = EndFinder(path, melspec_path=melspec, embedding_path=embedding)
     runtime = OnnxWakeRuntime({"hey_jarvis": path}, melspec_path=melspec, embedding_path=embedding)
+    cache = _HitCache([path, melspec, embedding]) if cache_hits else None
+    try:
+        yield from _trims(finder, runtime, clips, cache)
+    finally:
+        if cache is not None:
+            cache.save()
+
+
+def _trims(
+    finder: EndFinder, runtime: OnnxWakeRuntime, clips: Iterable[Clip], cache: _HitCache | None
+) -> Iterator[Trimmed | str]:
     for clip in clips:
-        hit = detect(runtime, clip)
+        cached, hit = cache.get(clip) if cache is not None else (False, None)
+        if not cached:
+            hit = detect(runtime, clip)
+            if cache is not None:
+                cache.put(clip, hit)
         if hit is None:
             yield clip.label
             continue
