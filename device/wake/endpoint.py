@@ -257,10 +257,8 @@ class EndFinder:
                 if score >= _MIN_SCORE:
                     # Earlier is safer: the cut between this one and the last is tried too.
                     between = cut - HOP
-                    if between > lo:
-                        if self.completion_scores(x, [between], cache)[0] >= _MIN_SCORE:
-                            return between
-                    return cut
+                    scores = self.completion_scores(x, [between], cache) if between > lo else []
+                    return between if scores and scores[0] >= _MIN_SCORE else cut
         return None
 
     def locate(self, audio: np.ndarray, origin: int, hit: WakeHit) -> EndEstimate:

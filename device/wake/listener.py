@@ -68,7 +68,7 @@ class WakeEndFound(Event):
     model: str
     end_sample: int
     detector_end_sample: int
-    method: str  # "sibilant" (refined) or "detector"
+    method: str  # "sibilant", "earliest" (refined) or "detector" (see device.wake.endpoint)
     took_ms: float
 
 
