@@ -4,15 +4,20 @@ fast it shows `listening` once the wake word is heard.
     python -m device.bench.idle_wake              # 60 s of idle audio
     python -m device.bench.idle_wake --seconds 20
 
-The real daemon (`python -m device.cli run`) runs with the wake word on, its microphone a WAV
-paced in real time: floor noise with occasional warehouse talk (never the wake word), then
-"hey jarvis" and a request. While it idles, its CPU time is read from /proc; in the same run,
-bare `openwakeword.Model.predict` processes the same audio in 80 ms frames in this process. The
-ratio is the daemon's whole cost of listening (capture, fan-out, echo stage, detector thread,
-event loop, everything else it runs) over the inference it cannot avoid. Then the wake phrase
-arrives, and the daemon's own metrics (`wake_detect_ms`, `wake_to_listening_ms` in its event
-log) say how long the listening state took. The Live endpoint is never reachable, so the
-session that follows fails; that is not measured.
+The real daemon (`python -m device.cli run`) runs with the wake word on, its microphone
+PyAudio on ALSA's default device, here a private PulseAudio whose source plays a WAV in real
+time (the path a user's audio takes): floor noise with occasional warehouse talk (never the
+wake word), then "hey jarvis" and a request. Beside it, in one run and over the same window of
+the same audio, two other processes are measured: bare `predict` (openWakeWord's pipeline,
+`device.wake.runtime`) fed the same WAV in 80 ms frames, paced like a microphone; and the
+daemon's microphone source alone, reading the same PulseAudio source and throwing the audio
+away (the capture floor, which bare predict does not pay). CPU is user plus system time from
+/proc for each process, never wall time. The ratio is the daemon's whole cost of listening
+(capture, fan-out, echo stage, detector thread, event loop, everything else it runs) over the
+inference it cannot avoid. Then the wake phrase arrives, and the daemon's own metrics
+(`wake_detect_ms`, `wake_to_listening_ms` in its event log) say how long the listening state
+took. The Live endpoint is never reachable, so the session that follows fails; that is not
+measured.
 """
 
 from __future__ import annotations
