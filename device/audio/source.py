@@ -134,6 +134,14 @@ class PyAudioSource(_Source):
         self._pending = bytearray()
         self._resampler: Resampler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # How much audio PortAudio's thread gathers before it wakes the event loop: one chunk
+        # for the lowest latency (a conversation), more while only the wake word listens (its
+        # frames are 80 ms anyway). Each wake-up of the loop costs about as much CPU as the
+        # audio's own handling; see `device.bench.idle_wake`.
+        self.handover_ms = chunk_ms
+        self._held: list[bytes] = []
+        self._held_frames = 0
+        self._held_status = 0
 
     async def open(self) -> None:
         if self._opened:
@@ -141,6 +149,7 @@ class PyAudioSource(_Source):
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
         self._pending.clear()
+        self._held, self._held_frames, self._held_status = [], 0, 0
         self._opened = True
         try:
             await asyncio.to_thread(self._open_stream)
@@ -185,10 +194,19 @@ class PyAudioSource(_Source):
     ) -> tuple[None, int]:
         # PortAudio's thread: do nothing here but hand over; the loop does the work.
         loop = self._loop
-        if loop is None or in_data is None:
+        fmt = self.format
+        if loop is None or in_data is None or fmt is None:
             return None, pyaudio.paContinue
+        self._held.append(in_data)
+        self._held_frames += frame_count
+        self._held_status |= status
+        if self._held_frames < fmt.rate * self.handover_ms // 1000:
+            return None, pyaudio.paContinue
+        data = in_data if len(self._held) == 1 else b"".join(self._held)
+        status = self._held_status
+        self._held, self._held_frames, self._held_status = [], 0, 0
         try:
-            loop.call_soon_threadsafe(self._on_audio, in_data, status)
+            loop.call_soon_threadsafe(self._on_audio, data, status)
         except RuntimeError:  # the loop is closed: nobody is listening any more
             return None, pyaudio.paAbort
         return None, pyaudio.paContinue
