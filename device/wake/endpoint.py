@@ -3,30 +3,38 @@
 openWakeWord fires some time after the wake word ends, and how long after varies with the
 voice by about ±190 ms (its score crosses the threshold early for some voices and late for
 others), far more than the 100 ms a no-pause request can spare. Once about 300 ms of audio after
-the hit has arrived, `EndFinder.locate` refines the estimate from the audio around it:
+the hit has arrived, `EndFinder.locate` places the cut from the audio around it, never later
+than the audio proves the wake word was complete:
 
-1. Candidate boundaries between 700 ms before and 300 ms after the hit: the ends of sibilant
-   bursts (energy mostly above 3.5 kHz and clearly above that band's floor). "Jarvis" ends in
-   one, as do many wake words; the bursts inside the request are candidates too.
-2. Each candidate is put to the wake model itself: the features are computed for the audio up to
-   the candidate followed by quiet, as if the worker had stopped there, and the model scores
-   them. A cut inside the wake word, or one that keeps part of the request, scores lower than a
-   cut at the wake word's end. The best scoring candidate wins, the earliest on a tie.
-3. Without a convincing candidate (noise drowned the hiss, or the word does not end in one) the
-   detector's own estimate stands, the hit minus the model's `end_latency_s`, moved 150 ms
-   earlier: unsure where the wake word ended, keep up to 150 ms of it rather than cut the
-   request. (The detector's estimate is late by up to ~340 ms in noise, so this narrows the
-   cuts into the request but does not end them; a dense grid of model-scored cuts was tried
-   and took seconds per hit on a loaded machine.)
+1. The earliest plausible end: cuts every 20 ms from 900 ms before the hit, in order, are
+   put to the wake model itself: the features are computed for the audio up to the cut
+   followed by quiet, as if the worker had stopped there, and the model scores them. The
+   first cut it scores 0.5 or more (or the one 10 ms before it, if that scores so too) is
+   where "hey jarvis" could already be over. The model
+   accepts a wake word with its last sound clipped, so this cut mostly falls 60-400 ms before
+   the true end; on fast speech it was seen up to ~40 ms after it, so without better evidence
+   the cut goes 80 ms before it: some of the wake word is kept, none of the request.
+2. Closer candidates: the ends of sibilant bursts (energy mostly above 3.5 kHz and clearly
+   above that band's floor) up to 450 ms after that earliest end. "Jarvis" ends in one; the
+   first such burst that the wake model also scores 0.5 or more is its "s", and the cut goes
+   20 ms before its end (the burst's end is found on a 10 ms grid).
+3. Without a convincing burst, 80 ms before the earliest plausible end. Without even that
+   (noise drowned the word) the detector's own estimate is used, moved 150 ms earlier.
 
-Measured by `python -m device.bench.wake_trim` (espeak voices and speeds, hey_jarvis): in a
-quiet room every refined cut left no wake word and lost under 60 ms of the request, against
-about half with the detector's estimate alone; in 5-20 dB noise about 70% against 58%. Spectral
-change points in the mel features were tried as further candidates and did no better than the
-detector's estimate, so they are not used.
+Known limit (tests/wake/test_wake_trim.py fails on it): in beeping noise the model sometimes
+calls the word complete only 100-270 ms into the request, and the detector fires late there
+too, so 9 of the 269 detected benchmark clips still lose 3-188 ms of the request (8 by the
+earliest end, 1 by a hiss inside the request). Taking the earlier of this and the detector's
+estimate less 150 ms was tried and changed none of the 9.
+
+The detector's estimate alone (the hit minus the model's `end_latency_s`) is late by up to
+~340 ms in noise, so any fixed offset from it either cuts requests or keeps half the wake word;
+the earliest plausible end is a bound the audio itself gives.
 
 Scoring runs openWakeWord's ONNX models (melspectrogram, embedding, wake word) directly with
 onnxruntime, batched, on the caller's thread: call it from an executor, never the event loop.
+It costs 20-50 model-scored cuts per hit, 0.3-0.6 CPU s on a loaded x86 core (more than the
+~0.1 s of scoring the sibilant candidates alone).
 """
 
 from __future__ import annotations
@@ -47,11 +55,12 @@ WIN = 400  # ...and 25 ms long
 EMB_FRAMES = 76  # mel frames per embedding
 EMB_STEP = 8  # mel frames between embeddings
 N_EMB = 16  # embeddings per wake-model input
-SEARCH_BEFORE = 700 * SAMPLE_RATE // 1000
+SEARCH_BEFORE = 900 * SAMPLE_RATE // 1000
 SEARCH_AFTER = 300 * SAMPLE_RATE // 1000
 PAD = 240 * SAMPLE_RATE // 1000
 # Audio needed before the earliest candidate: the wake model looks at about 2 s.
 CONTEXT = (EMB_FRAMES + EMB_STEP * (N_EMB - 1)) * HOP + WIN + 8 * HOP
+
 _SIBILANT_HF = 0.5
 _SIBILANT_MIN_FRAMES = 3
 _SIBILANT_OVER_FLOOR_DB = 6.0
@@ -59,6 +68,16 @@ _MIN_SCORE = 0.5
 # Without any evidence of where the wake word ended, the detector's estimate is moved this much
 # earlier: a little of the wake word is kept rather than the first word of the request lost.
 UNSURE_KEEP = 150 * SAMPLE_RATE // 1000
+# The earliest plausible end can fall a little after the true end, on fast speech: cut this
+# much before it when no hiss says better.
+EARLIEST_MARGIN = 80 * SAMPLE_RATE // 1000
+# How far after the earliest plausible end the wake word's final hiss may end.
+MAX_TAIL = 450 * SAMPLE_RATE // 1000
+# A burst's end is known to a 10 ms frame: cut this much before it, not into what follows.
+SIBILANT_MARGIN = 20 * SAMPLE_RATE // 1000
+_SCAN_BATCH = 8  # cuts scored per model run while looking for the earliest plausible end
+# The earliest plausible end is looked for every 20 ms, then 10 ms before the first hit.
+_SCAN_STEP = 2 * HOP
 
 
 def unsure_end(hit: WakeHit) -> int:
@@ -66,10 +85,19 @@ def unsure_end(hit: WakeHit) -> int:
     return hit.end_sample - UNSURE_KEEP
 
 
+@dataclass
+class _Cache:
+    """What `completion_scores` can share between calls on the same audio."""
+
+    full: np.ndarray | None = None  # the melspectrogram of all of it
+    embeddings: dict[int, np.ndarray] = field(default_factory=dict)  # by first mel frame
+
+
 @dataclass(frozen=True)
 class EndEstimate:
     """`sample` is the stream offset where the wake word ends; `method` says how it was found:
-    "sibilant" or "spectral" (refined), or "detector" (the detector's own estimate)."""
+    "sibilant" (its final hiss), "earliest" (the earliest plausible end), or "detector" (the
+    detector's own estimate, moved 150 ms earlier)."""
 
     sample: int
     method: str
@@ -133,18 +161,28 @@ class EndFinder:
         out: np.ndarray = self._emb.run(None, {"input_1": batch})[0].reshape(len(windows), 96)
         return out
 
-    def _score(self, features: np.ndarray) -> float:
-        out = self._wake.run(None, {self._wake_input: features[None].astype(np.float32)})[0]
-        return float(np.asarray(out).reshape(-1)[0])
+    def _score(self, features: np.ndarray) -> list[float]:
+        """Wake scores for a batch of [N_EMB, 96] feature stacks, one model run each (the
+        model's batch dimension is fixed at one)."""
+        return [
+            float(np.asarray(self._wake.run(None, {self._wake_input: f[None]})[0]).reshape(-1)[0])
+            for f in features.astype(np.float32)
+        ]
 
-    def completion_scores(self, x: np.ndarray, cuts: list[int]) -> list[float]:
+    def completion_scores(
+        self, x: np.ndarray, cuts: list[int], cache: _Cache | None = None
+    ) -> list[float]:
         """The wake model's score if the audio stopped at each cut (offsets into `x`, multiples
-        of 10 ms, each at least `CONTEXT` in) and quiet followed."""
+        of 10 ms, each at least `CONTEXT` in) and quiet followed. Pass one `cache` to all the
+        calls on the same `x`: the embeddings that see no quiet are shared between cuts."""
         if not cuts:
             return []
+        cache = cache if cache is not None else _Cache()
+        if cache.full is None:
+            cache.full = self._melspec([x])[0]  # frame k covers x[k*HOP : k*HOP + WIN]
+        full = cache.full
         context = CONTEXT - CONTEXT % HOP
         pad = np.zeros(PAD, dtype=np.int16)
-        full = self._melspec([x])[0]  # frame k covers x[k*HOP : k*HOP + WIN]
         local = self._melspec([np.concatenate([x[c - context : c], pad]) for c in cuts])
         frames = local.shape[1]
         first_pad_frame = (context - WIN) // HOP + 1
@@ -163,18 +201,23 @@ class EndFinder:
             for i in range(N_EMB)
             if i not in fresh
         }
-        wanted = sorted(set(starts.values()))
-        old = dict(
-            zip(wanted, self._embed([full[s : s + EMB_FRAMES] for s in wanted]), strict=True)
-        )
-        scores = []
-        for b, c in enumerate(cuts):
-            rows = [
-                new[b, fresh.index(i)] if i in fresh else old[starts[(c, i)]]
-                for i in range(N_EMB - 1, -1, -1)
+        wanted = sorted(set(starts.values()) - cache.embeddings.keys())
+        if wanted:
+            rows = self._embed([full[s : s + EMB_FRAMES] for s in wanted])
+            cache.embeddings.update(zip(wanted, rows, strict=True))
+        old = cache.embeddings
+        batch = np.stack(
+            [
+                np.stack(
+                    [
+                        new[b, fresh.index(i)] if i in fresh else old[starts[(c, i)]]
+                        for i in range(N_EMB - 1, -1, -1)
+                    ]
+                )
+                for b, c in enumerate(cuts)
             ]
-            scores.append(self._score(np.stack(rows)))
-        return scores
+        )
+        return self._score(batch)
 
     # -- candidate boundaries ----------------------------------------------------------------
 
@@ -211,6 +254,22 @@ class EndFinder:
 
     # -- the answer --------------------------------------------------------------------------
 
+    def earliest_end(
+        self, x: np.ndarray, lo: int, hi: int, cache: _Cache | None = None
+    ) -> int | None:
+        """The first cut on the 10 ms grid from `lo` to `hi` (offsets into `x`, `lo` on the
+        grid) that the wake model scores as a complete wake word; None if none is."""
+        for start in range(lo, hi + 1, _SCAN_STEP * _SCAN_BATCH):
+            cuts = list(range(start, min(hi + 1, start + _SCAN_STEP * _SCAN_BATCH), _SCAN_STEP))
+            scores = self.completion_scores(x, cuts, cache)
+            for cut, score in zip(cuts, scores, strict=True):
+                if score >= _MIN_SCORE:
+                    # Earlier is safer: the cut between this one and the last is tried too.
+                    between = cut - HOP
+                    scores = self.completion_scores(x, [between], cache) if between > lo else []
+                    return between if scores and scores[0] >= _MIN_SCORE else cut
+        return None
+
     def locate(self, audio: np.ndarray, origin: int, hit: WakeHit) -> EndEstimate:
         """Refine `hit`. `audio` is int16 capture audio whose first sample is stream offset
         `origin`; it should span `needed_before(hit)` to `needed_after(hit)`."""
@@ -224,12 +283,24 @@ class EndFinder:
             log.info("not enough audio around the wake hit to refine its end")
             return fallback
         x = audio.astype(np.int16, copy=False)
-        cuts = sorted({c - c % HOP for c in self.sibilant_ends(x, lo, hi) if c - c % HOP >= lo})
-        scored = dict(zip(cuts, self.completion_scores(x, cuts), strict=True))
-        # The highest score wins; rounding makes near-ties ties, which the earlier cut wins.
-        best = max(scored, key=lambda c: (round(scored[c], 2), -c), default=None)
+        scan_end = min(det, hi)
+        cache = _Cache()
+        earliest = self.earliest_end(x, lo, scan_end - scan_end % HOP, cache)
+        if earliest is None:
+            return fallback  # nothing in the audio says where it ended: unsure
+        if earliest == lo:
+            # Complete already at the first cut looked at: it may have ended earlier still.
+            return EndEstimate(min(origin + lo, unsure_end(hit)), "detector")
+        last = min(hi, earliest + MAX_TAIL)
+        cuts = sorted(
+            {c - c % HOP for c in self.sibilant_ends(x, earliest, last) if c - c % HOP > earliest}
+        )
+        scored = dict(zip(cuts, self.completion_scores(x, cuts, cache), strict=True))
         candidates = {origin + c: round(s, 3) for c, s in sorted(scored.items())}
-        if best is None or scored[best] < _MIN_SCORE:
-            # Unsure: keep a little of the wake word rather than cut the request.
-            return EndEstimate(unsure_end(hit), "detector", 0.0, candidates)
-        return EndEstimate(origin + best, "sibilant", round(scored[best], 3), candidates)
+        # The first convincing hiss after the earliest end is the wake word's last sound; later
+        # ones belong to the request.
+        for cut in cuts:
+            if scored[cut] >= _MIN_SCORE:
+                end = max(earliest, cut - SIBILANT_MARGIN)
+                return EndEstimate(origin + end, "sibilant", round(scored[cut], 3), candidates)
+        return EndEstimate(origin + earliest - EARLIEST_MARGIN, "earliest", 0.0, candidates)

@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 # queued, however late the listener runs, it takes them first.
 _END_WAIT_S = 1.0
 _MAX_GAP_S = 30.0
+# How often the microphone wakes the event loop while only the wake word listens: one
+# detector frame.
+IDLE_HANDOVER_MS = 80
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +73,7 @@ class WakeEndFound(Event):
     model: str
     end_sample: int
     detector_end_sample: int
-    method: str  # "sibilant" (refined) or "detector"
+    method: str  # "sibilant", "earliest" (refined) or "detector" (see device.wake.endpoint)
     took_ms: float
 
 
@@ -132,8 +135,24 @@ class WakeListener:
         await self.detector.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _pace_capture(self, event: Event) -> None:
+        """Outside a conversation only the wake word listens, and it takes 80 ms frames: let
+        the microphone hand audio over in 80 ms batches then, and in chunks again as soon as a
+        conversation begins (the wake word itself starts one)."""
+        if isinstance(event, StateChanged):
+            self._batch_capture(event.state in (State.IDLE, State.OFFLINE, State.ERROR))
+
+    def _batch_capture(self, batch: bool) -> None:
+        source = self.capture.source
+        if hasattr(source, "handover_ms"):
+            source.handover_ms = IDLE_HANDOVER_MS if batch else source.chunk_ms
+
     async def run(self) -> None:
         """Listen until cancelled."""
+        unsubscribe = self.bus.subscribe(self._pace_capture)
+        # Started from the idle appliance (its capture loop publishes `idle` before it starts
+        # its companions), so batches until a conversation begins.
+        self._batch_capture(True)
         try:
             with self.capture.subscribe() as frames:
                 # Subscribed first: what is said while the models load is queued, not lost.
@@ -151,6 +170,8 @@ class WakeListener:
                         await self._fill(gap, frame.start)
                     await self._take(frame)
         finally:
+            unsubscribe()
+            self._batch_capture(False)
             for task in self._refining:
                 task.cancel()
             for hit in self._held:

@@ -1,10 +1,14 @@
-"""The trim never cuts the request for want of evidence: unsure, it keeps up to 150 ms of the
-wake word. (How precise the refined cut is: `python -m device.bench.wake_trim`.)"""
+"""The trim never cuts the request: on every benchmark clip that is detected, the cut is at or
+before the request's first sample; with no evidence at all it keeps 150 ms of the wake word.
+(How much wake word is kept, in detail: `python -m device.bench.wake_trim`.)"""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from device.bench.wake_clips import positive_clips
+from device.bench.wake_trim import trims
 from device.sim.speech import noise
 from device.wake.detector import SAMPLE_RATE, WakeHit
 from device.wake.endpoint import UNSURE_KEEP, EndFinder, needed_after, needed_before, unsure_end
@@ -34,3 +38,29 @@ def test_without_a_convincing_end_the_cut_keeps_150_ms_of_the_wake_word(
     assert estimate.method == "detector"
     assert estimate.sample == unsure_end(hit) == hit.end_sample - UNSURE_KEEP
     assert UNSURE_KEEP == 150 * SAMPLE_RATE // 1000
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # 432 clips: ~3 CPU minutes, more on a loaded machine
+def test_no_detected_benchmark_clip_loses_request_audio(model_set: ModelSet) -> None:
+    """Every clip of the wake benchmark (108 phrases, quiet and 15, 10, 5 dB of warehouse
+    noise, the request right after the wake word) that the detector detects: the cut is at or
+    before the request's first sample. How much wake word is kept is reported, not judged."""
+    cut: list[str] = []
+    kept_ms: list[float] = []
+    missed = 0
+    for result in trims(model_set, positive_clips(), cache_hits=True):
+        if isinstance(result, str):
+            missed += 1
+            continue
+        kept_ms.append(-result.cut_ms)
+        if result.cut_ms > 0:
+            cut.append(f"{result.label}: {result.cut_ms:.0f} ms of the request ({result.method})")
+    kept = np.array(kept_ms)
+    print(
+        f"\n{kept.size} clips detected, {missed} not; wake word kept: median "
+        f"{np.median(kept):.0f} ms, max {kept.max():.0f} ms, "
+        f"{np.mean((kept >= 0) & (kept <= 150)):.0%} of cuts keep 150 ms or less"
+    )
+    assert kept.size >= 200, f"only {kept.size} clips detected: the benchmark set is not running"
+    assert not cut, f"{len(cut)} of {kept.size} trims cut the request:\n" + "\n".join(cut)
