@@ -40,7 +40,7 @@ def test_without_a_convincing_end_the_cut_keeps_150_ms_of_the_wake_word(
     assert UNSURE_KEEP == 150 * SAMPLE_RATE // 1000
 
 
-@pytest.mark.slow
+@pytest.mark.acceptance
 @pytest.mark.timeout(1800)  # 432 clips: ~3 CPU minutes, more on a loaded machine
 def test_no_detected_benchmark_clip_loses_request_audio(model_set: ModelSet) -> None:
     """Every clip of the wake benchmark (108 phrases, quiet and 15, 10, 5 dB of warehouse
