@@ -99,6 +99,7 @@ class WakeListener:
         speaking_tail_s: float = 0.3,
         finders: Mapping[str, EndFinder] | None = None,
         history_s: float = 4.0,
+        raw_audio: bool | None = None,
     ) -> None:
         self.detector = detector
         self.capture = capture
@@ -107,6 +108,10 @@ class WakeListener:
         self.on_end = on_end
         self.speaking = speaking
         self.ignore_while_speaking = ignore_while_speaking
+        # The detector takes the microphone's audio from before the capture stage (noise
+        # suppression costs detections: device.bench.wake), but only while it is suppressed
+        # as the device speaks: then the unprocessed echo of a reply cannot wake it.
+        self.raw_audio = ignore_while_speaking if raw_audio is None else raw_audio
         self.tail_samples = round(speaking_tail_s * CAPTURE_RATE)
         self.finders = dict(finders or {})
         self.timings: list[WakeTiming] = []
@@ -173,7 +178,7 @@ class WakeListener:
         if suppress:
             self.suppressed_samples += frame.samples
         self.detector.suppressed = suppress
-        hit = await self.detector.process(frame.pcm)
+        hit = await self.detector.process(self._wake_audio(frame))
         if hit is not None:
             self._woke(self._to_capture(hit), frame)
         if self._pending is not None and self._history_end >= needed_after(self._pending[0]):
@@ -233,11 +238,15 @@ class WakeListener:
     def _history_end(self) -> int:
         return self._history_start + len(self._history) // SAMPLE_WIDTH
 
+    def _wake_audio(self, frame: Frame) -> bytes:
+        return frame.raw if self.raw_audio and frame.raw is not None else frame.pcm
+
     def _remember(self, frame: Frame) -> None:
         if self._history_end != frame.start:
             self._history.clear()
             self._history_start = frame.start
-        self._history += frame.pcm
+        # The end is found in what the detector heard.
+        self._history += self._wake_audio(frame)
         excess = len(self._history) - self._history_max
         if excess > 0:
             del self._history[:excess]
@@ -341,6 +350,8 @@ def build_listener(
         on_end=on_end,
         speaking=speaking,
         ignore_while_speaking=wake.ignore_while_speaking,
+        # Headsets (echo off) never hear the device: there the raw audio is always safe.
+        raw_audio=wake.ignore_while_speaking or settings.echo.mode == "off",
         # The room rings on after the speaker stops, as long as the echo gate allows for.
         speaking_tail_s=settings.echo.tail_ms / 1000,
         finders=finders,
