@@ -51,7 +51,7 @@ from device.wake.endpoint import (
     needed_before,
     unsure_end,
 )
-from device.wake.models import load_models
+from device.wake.models import default_threshold, load_models
 
 log = logging.getLogger(__name__)
 
@@ -323,12 +323,14 @@ def build_listener(
     specs = []
     for file in files:
         own = wake.model(file.name)
-        assert own.threshold is not None and own.refractory_s is not None
+        assert own.refractory_s is not None
         specs.append(
             WakeModelSpec(
                 name=file.name,
                 path=file.path,
-                threshold=own.threshold,
+                threshold=(
+                    own.threshold if own.threshold is not None else default_threshold(file.name)
+                ),
                 refractory_s=own.refractory_s,
                 end_latency_s=own.end_latency_s,
             )
