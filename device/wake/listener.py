@@ -51,6 +51,7 @@ from device.wake.endpoint import (
     needed_before,
     unsure_end,
 )
+from device.wake.frontend import DAEMON_FRONT_END, FrontEnd, build_front_end
 from device.wake.models import default_threshold, load_models
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class WakeListener:
         finders: Mapping[str, EndFinder] | None = None,
         history_s: float = 4.0,
         raw_audio: bool | None = None,
+        front_end: FrontEnd | None = None,
     ) -> None:
         self.detector = detector
         self.capture = capture
@@ -112,6 +114,7 @@ class WakeListener:
         # suppression costs detections: device.bench.wake), but only while it is suppressed
         # as the device speaks: then the unprocessed echo of a reply cannot wake it.
         self.raw_audio = ignore_while_speaking if raw_audio is None else raw_audio
+        self.front_end = front_end  # the detector's own (device.wake.frontend), if any
         self.tail_samples = round(speaking_tail_s * CAPTURE_RATE)
         self.finders = dict(finders or {})
         self.timings: list[WakeTiming] = []
@@ -178,7 +181,10 @@ class WakeListener:
         if suppress:
             self.suppressed_samples += frame.samples
         self.detector.suppressed = suppress
-        hit = await self.detector.process(self._wake_audio(frame))
+        audio = self._wake_audio(frame)
+        if self.front_end is not None and len(audio) % (2 * CAPTURE_RATE // 100) == 0:
+            audio = self.front_end.process(audio)  # whole 10 ms blocks; a gap's fill is silence
+        hit = await self.detector.process(audio)
         if hit is not None:
             self._woke(self._to_capture(hit), frame)
         if self._pending is not None and self._history_end >= needed_after(self._pending[0]):
@@ -344,6 +350,10 @@ def build_listener(
             spec.name: EndFinder(spec.path, melspec_path=melspec, embedding_path=embedding)
             for spec in specs
         }
+    raw_audio = wake.ignore_while_speaking or settings.echo.mode == "off"
+    front_end = (
+        build_front_end(DAEMON_FRONT_END) if raw_audio and DAEMON_FRONT_END != "raw" else None
+    )
     return WakeListener(
         detector,
         capture,
@@ -353,7 +363,8 @@ def build_listener(
         speaking=speaking,
         ignore_while_speaking=wake.ignore_while_speaking,
         # Headsets (echo off) never hear the device: there the raw audio is always safe.
-        raw_audio=wake.ignore_while_speaking or settings.echo.mode == "off",
+        raw_audio=raw_audio,
+        front_end=front_end,
         # The room rings on after the speaker stops, as long as the echo gate allows for.
         speaking_tail_s=settings.echo.tail_ms / 1000,
         finders=finders,

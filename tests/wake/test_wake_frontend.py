@@ -31,8 +31,19 @@ class SwallowEverything:
         return bytes(len(pcm))
 
 
+class MuteFrontEnd:
+    name = "mute"
+
+    def process(self, pcm: bytes) -> bytes:
+        return bytes(len(pcm))
+
+
 async def _hits(
-    tmp_path: Path, model_set: ModelSet, *, ignore_while_speaking: bool
+    tmp_path: Path,
+    model_set: ModelSet,
+    *,
+    ignore_while_speaking: bool,
+    front_end: MuteFrontEnd | None = None,
 ) -> tuple[list[WakeHit], bytes]:
     speech, _ = synthesize_parts(["hey jarvis", "where is SKU one zero four four one seven"])
     quiet = noise(2.0, level_dbfs=-60, seed=4)
@@ -62,6 +73,7 @@ async def _hits(
         on_wake=woke.append,
         on_end=lambda end: None,
         ignore_while_speaking=ignore_while_speaking,
+        front_end=front_end,
     )
     await listener.load()
     task = asyncio.create_task(listener.run())
@@ -93,4 +105,9 @@ async def test_without_suppression_while_speaking_the_detector_keeps_the_process
     # Full duplex with the detector live during replies: only the processed (echo-cancelled)
     # audio is safe from the device's own voice, so that is what the detector gets.
     woke, _ = await _hits(tmp_path, model_set, ignore_while_speaking=False)
+    assert woke == []
+
+
+async def test_the_detector_hears_its_own_front_end(tmp_path: Path, model_set: ModelSet) -> None:
+    woke, _ = await _hits(tmp_path, model_set, ignore_while_speaking=True, front_end=MuteFrontEnd())
     assert woke == []
