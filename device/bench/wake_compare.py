@@ -434,7 +434,8 @@ def score_all(
             path = trace_path(cache, system, _part_name(quick, segment, seconds), vad)
             if path.is_file() and (segment is None or len(parts[system]) == segment + 1):
                 parts[system].append(load_trace(path))
-        return [combine(p) for p in parts.values() if p and p[0].windows]
+        # A system needs its positives and at least one negative segment to be judged.
+        return [combine(p) for p in parts.values() if len(p) >= 2 and p[0].windows]
     if jobs <= 1:
         done = [_score_part(model_set, s, quick, g, sec, vad, cache) for s, g, sec in tasks]
     else:
