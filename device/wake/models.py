@@ -69,8 +69,9 @@ class BenchThreshold:
 
 # Re-run the benchmark and update this after changing a model, the front end or the negatives.
 BENCH_THRESHOLDS: dict[str, BenchThreshold] = {
+    # Its highest-scoring negative is a near miss: "hey Jarrod, grab the scanner..." (0.885).
     "hey_jarvis": BenchThreshold(
-        at_0_1_fa_per_h=0.5, at_0_5_fa_per_h=0.5, front_end="raw", negative_hours=0.0
+        at_0_1_fa_per_h=0.885, at_0_5_fa_per_h=0.885, front_end="raw", negative_hours=0.17
     ),
 }
 FALLBACK_THRESHOLD = 0.5  # openWakeWord's usual value, for models never benchmarked
