@@ -69,9 +69,10 @@ class BenchThreshold:
 
 # Re-run the benchmark and update this after changing a model, the front end or the negatives.
 BENCH_THRESHOLDS: dict[str, BenchThreshold] = {
-    # Its highest-scoring negative is a near miss: "hey Jarrod, grab the scanner..." (0.885).
+    # Through speex-30; bare openWakeWord needs 0.995 on the same negatives (one of them
+    # scores 0.99). One hour allows no false accept at either target.
     "hey_jarvis": BenchThreshold(
-        at_0_1_fa_per_h=0.885, at_0_5_fa_per_h=0.885, front_end="raw", negative_hours=0.17
+        at_0_1_fa_per_h=0.925, at_0_5_fa_per_h=0.925, front_end="speex-30", negative_hours=1.0
     ),
 }
 FALLBACK_THRESHOLD = 0.5  # openWakeWord's usual value, for models never benchmarked
