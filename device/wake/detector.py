@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from device.wake.models import Framework, ModelSet, default_threshold
+from device.wake.models import Framework, ModelSet
 
 SAMPLE_RATE = 16000
 FRAME_SAMPLES = 1280
@@ -155,7 +155,7 @@ class WakeDetector:
         model_set: ModelSet,
         names: Sequence[str] = ("hey_jarvis",),
         *,
-        threshold: float | None = None,
+        threshold: float = 0.5,
         refractory_s: float = 2.0,
         end_latency_s: float = DEFAULT_END_LATENCY_S,
         framework: Framework | None = None,
@@ -163,14 +163,14 @@ class WakeDetector:
         """Detector for installed models by name, all with the same settings.
 
         With `framework` unset, a model installed as both .onnx and .tflite loads as .onnx.
-        With `threshold` unset, each model runs at its benchmarked threshold
-        (`device.wake.models.default_threshold`).
+        The daemon (`device.wake.listener.build_listener`) runs each model at its benchmarked
+        threshold with the front end it was measured through; this default is openWakeWord's.
         """
         specs = [
             WakeModelSpec(
                 name=name,
                 path=model_set.get(name, framework).path,
-                threshold=threshold if threshold is not None else default_threshold(name),
+                threshold=threshold,
                 refractory_s=refractory_s,
                 end_latency_s=end_latency_s,
             )

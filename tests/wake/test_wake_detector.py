@@ -38,9 +38,7 @@ async def feed(det: WakeDetector, audio: bytes, chunk: int = 640) -> list[WakeHi
 
 @pytest.fixture
 async def detector(model_set: ModelSet) -> AsyncIterator[WakeDetector]:
-    # These tests are about where hits land, at openWakeWord's usual 0.5; the default is the
-    # benchmarked threshold (models.BENCH_THRESHOLDS), which is stricter.
-    async with WakeDetector.from_model_set(model_set, threshold=0.5) as det:
+    async with WakeDetector.from_model_set(model_set) as det:
         yield det
 
 
