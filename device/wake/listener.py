@@ -52,7 +52,7 @@ from device.wake.endpoint import (
     unsure_end,
 )
 from device.wake.frontend import DAEMON_FRONT_END, FrontEnd, build_front_end
-from device.wake.models import default_threshold, load_models
+from device.wake.models import FALLBACK_THRESHOLD, default_threshold, load_models
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +335,11 @@ def build_listener(
                 name=file.name,
                 path=file.path,
                 threshold=(
-                    own.threshold if own.threshold is not None else default_threshold(file.name)
+                    own.threshold
+                    if own.threshold is not None
+                    else default_threshold(file.name)
+                    if wake.benchmark_thresholds
+                    else FALLBACK_THRESHOLD
                 ),
                 refractory_s=own.refractory_s,
                 end_latency_s=own.end_latency_s,
