@@ -45,6 +45,9 @@ class Frame:
     start: int
     pcm: bytes
     at: float = 0.0  # time.monotonic() when it was captured (for latency figures)
+    # The microphone's audio before the capture stage (echo gate, AEC, noise suppression),
+    # when a stage ran: the wake detector may take it (device.wake.listener).
+    raw: bytes | None = None
 
     @property
     def samples(self) -> int:
@@ -279,7 +282,9 @@ class Capture:
 
     async def _accept(self, pcm: bytes) -> Frame:
         arrived = self._clock()
+        raw = None
         if self.processor is not None:
+            raw = pcm
             processed = await self.processor.process(pcm)
             if len(processed) != len(pcm):
                 raise AudioError(
@@ -287,7 +292,7 @@ class Capture:
                     f"{len(processed)} bytes for {len(pcm)}; it must keep the length"
                 )
             pcm = processed
-        frame = Frame(self._samples, pcm, arrived)
+        frame = Frame(self._samples, pcm, arrived, raw)
         self._samples = frame.end
         self.last_frame_at = frame.at
         self._ring += pcm

@@ -21,7 +21,7 @@ from device.bench.report import Figure
 if TYPE_CHECKING:  # `warehouse-voice --help` must not pay for the wake stack
     from device.wake.models import ModelSet
 
-PHASES = ("audio", "barge-in", "wake-cpu", "memory", "snapshot", "barcode", "inventory")
+PHASES = ("audio", "barge-in", "wake", "wake-cpu", "memory", "snapshot", "barcode", "inventory")
 
 
 @dataclass
@@ -185,6 +185,39 @@ class Suite:
                 + " dBFS",
             )
         )
+
+    def _wake(self) -> None:
+        """Miss rates at 0.1 and 0.5 false accepts per hour: bare openWakeWord against the
+        daemon's detector front end (device.bench.wake; full: 432 clips, 10 h of negatives)."""
+        from device.bench.wake import benchmark
+        from device.wake.frontend import DAEMON_FRONT_END
+
+        quick = self.plan.quick
+        systems = tuple(dict.fromkeys(("raw", DAEMON_FRONT_END)))
+        cache = Path.home() / ".cache" / "warehouse-voice-bench" / "traces"
+        result = benchmark(
+            self.models(),
+            quick=quick,
+            negative_s=600.0 if quick else 36000.0,
+            systems=systems,
+            vad=False,
+            cache=cache,
+        )
+        hours = result["negative_hours"]
+        for row in result["rows"]:
+            who = "bare openWakeWord" if row.system == "raw" else f"daemon front end {row.system}"
+            for snr, (missed, total) in row.misses.items():
+                self.figures.append(
+                    Figure(
+                        f"wake_miss_{row.system}_{snr}_at_{row.target_per_hour:g}fa",
+                        f"wake misses, {who}, {snr}, {row.target_per_hour:g} FA/h",
+                        "%",
+                        100 * missed / max(total, 1),
+                        n=total,
+                        note=f"threshold {row.threshold:.3f}, {row.per_hour:.2f} FA/h over "
+                        f"{hours:.1f} h of negatives",
+                    )
+                )
 
     def _wake_cpu(self) -> None:
         from device.bench.wake import cpu_ratio

@@ -288,7 +288,7 @@ def table(rows: Sequence[Row]) -> Iterator[str]:
     """Side by side: one column per system, one line per SNR, per false-accept target."""
     for target in TARGETS:
         mine = [r for r in rows if r.target_per_hour == target]
-        width = max(12, *(len(r.system) + 1 for r in mine))
+        width = max([12, *(len(r.system) + 1 for r in mine)])
         yield f"-- miss rate at {target:g} false accepts per hour"
         yield "".join(["snr".ljust(9), *(r.system.rjust(width) for r in mine)])
         yield "".join(["threshold".ljust(9), *(f"{r.threshold:.3f}".rjust(width) for r in mine)])
@@ -434,7 +434,8 @@ def score_all(
             path = trace_path(cache, system, _part_name(quick, segment, seconds), vad)
             if path.is_file() and (segment is None or len(parts[system]) == segment + 1):
                 parts[system].append(load_trace(path))
-        return [combine(p) for p in parts.values() if p and p[0].windows]
+        # A system needs its positives and at least one negative segment to be judged.
+        return [combine(p) for p in parts.values() if len(p) >= 2 and p[0].windows]
     if jobs <= 1:
         done = [_score_part(model_set, s, quick, g, sec, vad, cache) for s, g, sec in tasks]
     else:

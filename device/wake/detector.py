@@ -163,6 +163,8 @@ class WakeDetector:
         """Detector for installed models by name, all with the same settings.
 
         With `framework` unset, a model installed as both .onnx and .tflite loads as .onnx.
+        The daemon (`device.wake.listener.build_listener`) runs each model at its benchmarked
+        threshold with the front end it was measured through; this default is openWakeWord's.
         """
         specs = [
             WakeModelSpec(

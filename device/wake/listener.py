@@ -51,7 +51,8 @@ from device.wake.endpoint import (
     needed_before,
     unsure_end,
 )
-from device.wake.models import load_models
+from device.wake.frontend import DAEMON_FRONT_END, FrontEnd, build_front_end
+from device.wake.models import FALLBACK_THRESHOLD, default_threshold, load_models
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ class WakeListener:
         speaking_tail_s: float = 0.3,
         finders: Mapping[str, EndFinder] | None = None,
         history_s: float = 4.0,
+        raw_audio: bool | None = None,
+        front_end: FrontEnd | None = None,
     ) -> None:
         self.detector = detector
         self.capture = capture
@@ -112,6 +115,11 @@ class WakeListener:
         self.on_end = on_end
         self.speaking = speaking
         self.ignore_while_speaking = ignore_while_speaking
+        # The detector takes the microphone's audio from before the capture stage (noise
+        # suppression costs detections: device.bench.wake), but only while it is suppressed
+        # as the device speaks: then the unprocessed echo of a reply cannot wake it.
+        self.raw_audio = ignore_while_speaking if raw_audio is None else raw_audio
+        self.front_end = front_end  # the detector's own (device.wake.frontend), if any
         self.tail_samples = round(speaking_tail_s * CAPTURE_RATE)
         self.finders = dict(finders or {})
         self.timings: list[WakeTiming] = []
@@ -199,7 +207,10 @@ class WakeListener:
         if suppress:
             self.suppressed_samples += frame.samples
         self.detector.suppressed = suppress
-        hit = await self.detector.process(frame.pcm)
+        audio = self._wake_audio(frame)
+        if self.front_end is not None and len(audio) % (2 * CAPTURE_RATE // 100) == 0:
+            audio = self.front_end.process(audio)  # whole 10 ms blocks; a gap's fill is silence
+        hit = await self.detector.process(audio)
         if hit is not None:
             self._woke(self._to_capture(hit), frame)
         if self._pending is not None and self._history_end >= needed_after(self._pending[0]):
@@ -263,11 +274,15 @@ class WakeListener:
     def _history_end(self) -> int:
         return self._history_start + len(self._history) // SAMPLE_WIDTH
 
+    def _wake_audio(self, frame: Frame) -> bytes:
+        return frame.raw if self.raw_audio and frame.raw is not None else frame.pcm
+
     def _remember(self, frame: Frame) -> None:
         if self._history_end != frame.start:
             self._history.clear()
             self._history_start = frame.start
-        self._history += frame.pcm
+        # The end is found in what the detector heard.
+        self._history += self._wake_audio(frame)
         excess = len(self._history) - self._history_max
         if excess > 0:
             del self._history[:excess]
@@ -349,12 +364,18 @@ def build_listener(
     specs = []
     for file in files:
         own = wake.model(file.name)
-        assert own.threshold is not None and own.refractory_s is not None
+        assert own.refractory_s is not None
         specs.append(
             WakeModelSpec(
                 name=file.name,
                 path=file.path,
-                threshold=own.threshold,
+                threshold=(
+                    own.threshold
+                    if own.threshold is not None
+                    else default_threshold(file.name)
+                    if wake.benchmark_thresholds
+                    else FALLBACK_THRESHOLD
+                ),
                 refractory_s=own.refractory_s,
                 end_latency_s=own.end_latency_s,
             )
@@ -368,6 +389,10 @@ def build_listener(
             spec.name: EndFinder(spec.path, melspec_path=melspec, embedding_path=embedding)
             for spec in specs
         }
+    raw_audio = wake.ignore_while_speaking or settings.echo.mode == "off"
+    front_end = (
+        build_front_end(DAEMON_FRONT_END) if raw_audio and DAEMON_FRONT_END != "raw" else None
+    )
     return WakeListener(
         detector,
         capture,
@@ -376,6 +401,9 @@ def build_listener(
         on_end=on_end,
         speaking=speaking,
         ignore_while_speaking=wake.ignore_while_speaking,
+        # Headsets (echo off) never hear the device: there the raw audio is always safe.
+        raw_audio=raw_audio,
+        front_end=front_end,
         # The room rings on after the speaker stops, as long as the echo gate allows for.
         speaking_tail_s=settings.echo.tail_ms / 1000,
         finders=finders,

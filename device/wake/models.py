@@ -54,6 +54,37 @@ PRETRAINED_STEMS: dict[str, str] = {
 }
 FEATURE_STEMS = ("melspectrogram", "embedding_model")
 
+
+@dataclass(frozen=True)
+class BenchThreshold:
+    """A model's thresholds from the wake benchmark (`python -m device.bench.wake`): the lowest
+    score at which its negatives gave no more false accepts per hour than the target, heard
+    through the daemon's detector front end (`device.wake.frontend.DAEMON_FRONT_END`)."""
+
+    at_0_1_fa_per_h: float
+    at_0_5_fa_per_h: float
+    front_end: str
+    negative_hours: float
+
+
+# Re-run the benchmark and update this after changing a model, the front end or the negatives.
+BENCH_THRESHOLDS: dict[str, BenchThreshold] = {
+    # Through speex-30; bare openWakeWord needs 0.995 on the same negatives (one of them
+    # scores 0.99). One hour allows no false accept at either target.
+    "hey_jarvis": BenchThreshold(
+        at_0_1_fa_per_h=0.925, at_0_5_fa_per_h=0.925, front_end="speex-30", negative_hours=1.0
+    ),
+}
+FALLBACK_THRESHOLD = 0.5  # openWakeWord's usual value, for models never benchmarked
+
+
+def default_threshold(name: str) -> float:
+    """The threshold a model runs at when config sets none: 0.5 false accepts per hour on the
+    benchmark, or openWakeWord's 0.5 for a model the benchmark has not measured."""
+    bench = BENCH_THRESHOLDS.get(name)
+    return bench.at_0_5_fa_per_h if bench is not None else FALLBACK_THRESHOLD
+
+
 LICENCE_NOTICE = f"""\
 LICENCE: the pretrained openWakeWord models (hey_jarvis and the others) are licensed
 {PRETRAINED_LICENCE}: NON-COMMERCIAL USE ONLY. A warehouse is commercial use.

@@ -55,7 +55,11 @@ def test_every_front_end_keeps_the_stream_length() -> None:
     audio = next(iter(positive_clips(quick=True))).audio
     audio = audio[: audio.size // CHUNK * CHUNK]
     for name in FRONT_ENDS:
-        front = build_front_end(name)
+        try:
+            front = build_front_end(name)
+        except ImportError:
+            assert name == "rnnoise"  # optional: heavy dependencies, bench machines only
+            continue
         out = b"".join(
             front.process(audio[i : i + CHUNK].tobytes()) for i in range(0, audio.size, CHUNK)
         )
