@@ -114,7 +114,7 @@ class RnNoise:
     name = "rnnoise"
 
     def __init__(self) -> None:
-        from pyrnnoise import rnnoise  # type: ignore[import-untyped]
+        from pyrnnoise import rnnoise
 
         self._lib = rnnoise
         self._state = rnnoise.create()
