@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from device.bench.wake_negatives import SENTENCES
 from device.sim.speech import noise, synthesize, synthesize_parts, to_pcm16
 from device.wake.detector import FRAME_SAMPLES, SAMPLE_RATE, WakeDetector, WakeHit
 from device.wake.download import Downloader
@@ -47,28 +48,7 @@ REQUESTS = (
     "report damage on this pallet",
 )
 # Warehouse talk, general speech, and near misses for "hey jarvis".
-NEGATIVES = (
-    "move five from aisle twelve bay three to aisle fourteen bay one",
-    "where is the pallet jack, I need it at dock door four",
-    "count complete, forty units on level B",
-    "the truck from the north depot is running about twenty minutes late",
-    "can you scan that barcode again, the label is torn",
-    "put the returns on the cart by the packing station",
-    "we are short two cases of the blue widgets on this order",
-    "forklift coming through, watch your feet",
-    "the service lift is stuck again, call maintenance",
-    "jars of jam go on the top shelf next to the harvest boxes",
-    "hey Travis, are you on break already",
-    "hey, are we shipping the Davis order today",
-    "Harvey says the carvings arrived broken",
-    "hey there, is this the right aisle for the garden hoses",
-    "confirm, pick complete, next location please",
-    "it is cold in the freezer zone, bring your gloves",
-    "the quick brown fox jumps over the lazy dog",
-    "please repeat the last location",
-    "we need another roll of shrink wrap at station six",
-    "Marvin and Travis are covering the late shift",
-)
+NEGATIVES = SENTENCES[:20]  # the older, shorter benchmark's share of the same talk
 NOISE_COLORS: tuple[Literal["white", "brown"], ...] = ("white", "brown")
 
 
