@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from device import state_table
 
@@ -17,3 +19,14 @@ def no_illegal_state_transitions() -> Iterator[None]:
     illegal = list(state_table.ILLEGAL)
     state_table.ILLEGAL.clear()
     assert not illegal, f"illegal state transitions: {illegal}"
+
+
+@pytest.fixture
+def pins() -> Iterator[MockFactory]:
+    """gpiozero's mock pins with PWM (the LEDs dim and pulse), restored afterwards."""
+    previous = Device.pin_factory
+    factory = MockFactory(pin_class=MockPWMPin)
+    Device.pin_factory = factory
+    yield factory
+    factory.reset()
+    Device.pin_factory = previous

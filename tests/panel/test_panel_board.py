@@ -13,34 +13,9 @@ from gpiozero.pins.mock import MockFactory
 from device.config import load_settings
 from device.events import ErrorRaised, Event, EventBus
 from device.panel.board import Board
+from tests.pin_helpers import Handler
 
 WaitUntil = Callable[[Callable[[], bool], str], Awaitable[None]]
-
-
-class Handler:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def talk_start(self) -> None:
-        self.calls.append("talk_start")
-
-    def talk_end(self) -> None:
-        self.calls.append("talk_end")
-
-    def tap(self) -> None:
-        self.calls.append("tap")
-
-    def long_press(self) -> None:
-        self.calls.append("long_press")
-
-    def confirm(self) -> None:
-        self.calls.append("confirm")
-
-    def interrupt(self) -> None:
-        self.calls.append("interrupt")
-
-    def set_muted(self, muted: bool) -> None:
-        self.calls.append(f"muted={muted}")
 
 
 @pytest.fixture

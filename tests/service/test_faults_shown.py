@@ -11,16 +11,15 @@ vanishes and comes back. `status` is `Appliance.snapshot()`, what the control so
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import shutil
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory, MockPWMPin
+from gpiozero.pins.mock import MockFactory
 from PIL import Image
 
 from device.audio.errors import AudioError
@@ -34,6 +33,7 @@ from device.sim.alsa import VirtualAlsa, forget_alsa_config, render_asoundrc, vi
 from device.sim.scenario import load_scenario
 from device.vision.camera import CameraError, CameraSettings
 from device.vision.snapshots import SnapshotStreamer, start_camera
+from tests import pin_helpers
 
 if "live_rigs" not in sys.modules:  # the appliance rigs of tests/live, as tests/appliance does
     _spec = importlib.util.spec_from_file_location(
@@ -47,24 +47,7 @@ rig_factory = sys.modules["live_rigs"].rig_factory
 RED, GREEN, BLUE = "GPIO12", "GPIO13", "GPIO19"
 
 
-@pytest.fixture
-def pins() -> Iterator[MockFactory]:
-    previous = Device.pin_factory
-    factory = MockFactory(pin_class=MockPWMPin)
-    Device.pin_factory = factory
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
-
-
-async def poll(done: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
-    """Poll (pins change on gpiozero's threads); the bound only turns a hang into a failure."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not done():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.005)
+poll = functools.partial(pin_helpers.poll, timeout_s=30)
 
 
 class Device_:

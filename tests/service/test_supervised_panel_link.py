@@ -7,6 +7,7 @@ real appliance's session runner against the Live emulator.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import sys
 from collections.abc import Callable, Iterator
@@ -27,6 +28,8 @@ from device.panel.state import PanelState
 from device.service.parts import supervise_parts
 from device.service.supervisor import Health, PartHealth, Supervisor
 from device.sim.scenario import load_scenario
+from tests import pin_helpers
+from tests.pin_helpers import Handler
 
 # The appliance rigs of tests/live (loaded under another name, as tests/appliance does).
 if "live_rigs" not in sys.modules:
@@ -65,32 +68,6 @@ def busy_once() -> Iterator[BusyOnce]:
     Device.pin_factory = previous
 
 
-class Handler:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def talk_start(self) -> None:
-        self.calls.append("talk_start")
-
-    def talk_end(self) -> None:
-        self.calls.append("talk_end")
-
-    def tap(self) -> None:
-        self.calls.append("tap")
-
-    def long_press(self) -> None:
-        self.calls.append("long_press")
-
-    def confirm(self) -> None:
-        self.calls.append("confirm")
-
-    def interrupt(self) -> None:
-        self.calls.append("interrupt")
-
-    def set_muted(self, muted: bool) -> None:
-        self.calls.append(f"muted={muted}")
-
-
 async def until(bus: EventBus, done: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
     """Wait on the bus until `done()`; the bound only turns a hang into a failure."""
     try:
@@ -101,14 +78,7 @@ async def until(bus: EventBus, done: Callable[[], bool], what: str, timeout_s: f
         raise AssertionError(f"gave up waiting for {what}") from None
 
 
-async def poll(done: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
-    """Poll pins (they change on gpiozero's threads, not on the bus)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not done():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.005)
+poll = functools.partial(pin_helpers.poll, timeout_s=20)
 
 
 def forever() -> Any:

@@ -8,14 +8,13 @@ runtime's inference raising once (what a corrupt or failing model does).
 from __future__ import annotations
 
 import asyncio
+import functools
 import wave
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory, MockPWMPin
+from gpiozero.pins.mock import MockFactory
 
 from device.appliance import Appliance
 from device.audio.capture import Capture
@@ -32,26 +31,9 @@ from device.wake.detector import WakeDetector
 from device.wake.listener import WakeListener
 from device.wake.models import ModelSet
 from device.wake.runtime import OnnxWakeRuntime
+from tests import pin_helpers
 
-
-@pytest.fixture
-def pins() -> Iterator[MockFactory]:
-    previous = Device.pin_factory
-    factory = MockFactory(pin_class=MockPWMPin)
-    Device.pin_factory = factory
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
-
-
-async def poll(done: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
-    """Poll; the bound only turns a hang into a failure."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not done():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.01)
+poll = functools.partial(pin_helpers.poll, timeout_s=60)
 
 
 async def test_a_wake_listener_that_raises_shows_and_is_restarted(
