@@ -130,14 +130,17 @@ def bare_predict(wav: Path, ready: Path) -> None:
 
 
 def capture_only(seconds: float) -> None:
-    """The capture floor: the daemon's microphone source (PyAudio, 20 ms chunks, the same
-    default device) read and thrown away, for `seconds`."""
+    """The capture floor: the daemon's microphone source (PyAudio, 20 ms chunks handed over
+    in the idle daemon's batches, the same default device) read and thrown away, for
+    `seconds`."""
     import asyncio
 
     from device.audio.source import PyAudioSource
+    from device.wake.listener import IDLE_HANDOVER_MS
 
     async def run() -> None:
         async with PyAudioSource("default") as mic:
+            mic.handover_ms = IDLE_HANDOVER_MS
             async with asyncio.timeout(seconds):
                 async for _chunk in mic.chunks():
                     pass
