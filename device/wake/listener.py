@@ -57,8 +57,10 @@ log = logging.getLogger(__name__)
 # queued, however late the listener runs, it takes them first.
 _END_WAIT_S = 1.0
 _MAX_GAP_S = 30.0
-# How often the microphone wakes the event loop while only the wake word listens: one
-# detector frame.
+# How often the microphone wakes the event loop while only the wake word listens, and how much
+# it then yields as one item: one detector frame. Each item costs the loop a pass through
+# capture, the echo stage and this listener (device.bench.idle_wake: 0.67 -> 0.58 CPU s per
+# minute on the event loop when items went from 20 ms to 80 ms).
 IDLE_HANDOVER_MS = 80
 
 
