@@ -40,7 +40,7 @@ from device.tools.registry import ToolSet
 from device.tools.write_queue import QueueingInventoryClient, WriteQueue
 from device.vision.eye import Eye
 from device.vision.lookup import inventory_lookup
-from device.wake.listener import build_listener
+from device.wake.build import build_listener
 
 log = logging.getLogger(__name__)
 

@@ -96,7 +96,7 @@ class HalfDuplexGate:
         mic = np.frombuffer(pcm, dtype="<i2")
         if self._since_playing is None and not self.tap.playing and not reference.strip(b"\0"):
             # Idle, the usual case: only the noise floor is followed (one level per chunk).
-            self._follow_floor(level_db(mic))
+            self._follow_floor(level_db(mic), mic.size)
             self._envelope.append(FLOOR_DB)
             return pcm
         ref = np.frombuffer(reference, dtype="<i2")

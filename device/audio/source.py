@@ -1,7 +1,8 @@
 """Microphones: where 16 kHz PCM16 mono chunks come from.
 
-`PyAudioSource` captures from a sound card; `WavSource` plays a file as if it were being spoken
-into one, paced like a real microphone (optionally faster, for tests and demos).
+`PyAudioSource` captures from a sound card; `WavSource` (`device.audio.wav_source`) plays a
+file as if it were being spoken into one, paced like a real microphone (optionally faster, for
+tests and demos). Both are re-exported here, with the `AudioSource` protocol.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any
 
 import pyaudio
 
@@ -21,81 +20,16 @@ from device.audio import CAPTURE_RATE, SAMPLE_WIDTH
 from device.audio.devices import ProbeResult, choose_format, find_device
 from device.audio.errors import AudioError
 from device.audio.resample import Resampler, to_mono
-from device.audio.wavio import read_wav
+from device.audio.source_base import AudioSource, _Source, check_chunk_ms
+from device.audio.wav_source import WavSource
+
+__all__ = ["AudioSource", "PyAudioSource", "WavSource", "_Source", "check_chunk_ms"]
 
 log = logging.getLogger(__name__)
 
 
 # Put in the queue by the watchdog when no audio came for `stall_timeout_s`.
 _STALLED: tuple[bytes, float | None] = (b"", None)
-
-
-def check_chunk_ms(chunk_ms: int) -> int:
-    if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, int) or not 20 <= chunk_ms <= 50:
-        raise ValueError(f"chunk_ms must be a whole number from 20 to 50, not {chunk_ms!r}")
-    return chunk_ms
-
-
-@runtime_checkable
-class AudioSource(Protocol):
-    """A microphone. `chunks()` yields `chunk_ms` of 16 kHz PCM16 mono per item.
-
-    `chunks()` opens the source itself if nobody did, and closes it again when it opened it;
-    `close()` ends a running `chunks()` loop.
-    """
-
-    rate: int
-    chunk_ms: int
-
-    @property
-    def samples_delivered(self) -> int: ...
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def chunks(self) -> AsyncIterator[bytes]: ...
-
-
-class _Source:
-    def __init__(self, *, rate: int, chunk_ms: int) -> None:
-        self.rate = rate
-        self.chunk_ms = check_chunk_ms(chunk_ms)
-        self.chunk_bytes = rate * chunk_ms // 1000 * SAMPLE_WIDTH
-        self._samples_delivered = 0
-        self._opened = False
-
-    @property
-    def samples_delivered(self) -> int:
-        """Samples handed to consumers of `chunks()` so far."""
-        return self._samples_delivered
-
-    async def open(self) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 class PyAudioSource(_Source):
@@ -105,6 +39,11 @@ class PyAudioSource(_Source):
     `call_soon_threadsafe`; the loop converts it and queues whole chunks. When the consumer falls
     more than `max_queued_ms` behind, the oldest chunks are dropped (and counted in `overruns`):
     for a live conversation fresh audio matters more than complete audio.
+
+    `handover_ms` (a multiple of `chunk_ms`) is how much audio is gathered before the loop is
+    woken, and how much `chunks()` then yields as one item: `chunk_ms` in a conversation, more
+    while only the wake word listens. Every item costs the loop one pass through capture, the
+    echo stage and the wake listener, whatever its length (`device.bench.idle_wake`).
     """
 
     def __init__(
@@ -125,6 +64,7 @@ class PyAudioSource(_Source):
         self.device = device
         self.device_rate = device_rate
         self.max_queued_chunks = max_queued_ms // chunk_ms
+        self._queued_bytes = 0  # audio in `_queue`, whatever the size of its items
         self.stall_timeout_s = stall_timeout_s
         self.overruns = 0
         self.input_overflows = 0
@@ -144,17 +84,30 @@ class PyAudioSource(_Source):
         # for the lowest latency (a conversation), more while only the wake word listens (its
         # frames are 80 ms anyway). Each wake-up of the loop costs about as much CPU as the
         # audio's own handling; see `device.bench.idle_wake`.
-        self.handover_ms = chunk_ms
+        self._handover_ms = chunk_ms
         self._held: list[bytes] = []
         self._held_adc: float | None = None
         self._held_frames = 0
         self._held_status = 0
+
+    @property
+    def handover_ms(self) -> int:
+        return self._handover_ms
+
+    @handover_ms.setter
+    def handover_ms(self, ms: int) -> None:
+        if ms < self.chunk_ms or ms % self.chunk_ms:
+            raise ValueError(
+                f"handover_ms must be a multiple of chunk_ms ({self.chunk_ms}), not {ms}"
+            )
+        self._handover_ms = ms
 
     async def open(self) -> None:
         if self._opened:
             return
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
+        self._queued_bytes = 0
         self._pending.clear()
         self._pending_at = None
         self._held, self._held_frames, self._held_status = [], 0, 0
@@ -221,7 +174,7 @@ class PyAudioSource(_Source):
         self._held.append(in_data)
         self._held_frames += frame_count
         self._held_status |= status
-        if self._held_frames < fmt.rate * self.handover_ms // 1000:
+        if self._held_frames < fmt.rate * self._handover_ms // 1000:
             return None, pyaudio.paContinue
         data = in_data if len(self._held) == 1 else b"".join(self._held)
         status, adc_at = self._held_status, self._held_adc
@@ -241,24 +194,34 @@ class PyAudioSource(_Source):
             # This buffer's first sample is `adc_at`; what is pending came just before it.
             self._pending_at = adc_at - len(self._pending) / SAMPLE_WIDTH / self.rate
         self._pending += self._resampler.process(to_mono(data, self.format.channels))
-        size = self.chunk_bytes
-        if len(self._pending) >= size and self._loop is not None:
+        # One item per handover (what the loop was woken for), in whole chunks.
+        per_item = max(1, self._handover_ms // self.chunk_ms)
+        size = self.chunk_bytes * per_item
+        if len(self._pending) >= self.chunk_bytes and self._loop is not None:
             self._last_audio = self._loop.time()
-        while len(self._pending) >= size:
+        limit = self.max_queued_chunks * self.chunk_bytes
+        while len(self._pending) >= self.chunk_bytes:
+            if len(self._pending) < size:
+                # Less than a batch left (the handover just shrank, or a short buffer): whole
+                # chunks go now rather than wait, so a conversation never starts late.
+                size = len(self._pending) // self.chunk_bytes * self.chunk_bytes
             chunk = bytes(self._pending[:size])
             del self._pending[:size]
             at = self._pending_at
             if at is not None:
-                self._pending_at = at + self.chunk_ms / 1000
-            if self._queue.qsize() >= self.max_queued_chunks:
-                self._queue.get_nowait()
-                self.overruns += 1
+                self._pending_at = at + len(chunk) / SAMPLE_WIDTH / self.rate
+            while self._queued_bytes + len(chunk) > limit and not self._queue.empty():
+                old = self._queue.get_nowait()
+                if old is not None and old is not _STALLED:
+                    self._queued_bytes -= len(old[0])
+                    self.overruns += 1
+            self._queued_bytes += len(chunk)
             self._queue.put_nowait((chunk, at))
 
     @property
     def backlog_ms(self) -> int:
         """Captured audio waiting for the consumer: how far behind the room it is."""
-        return self._queue.qsize() * self.chunk_ms
+        return self._queued_bytes // SAMPLE_WIDTH * 1000 // self.rate
 
     async def chunks(self) -> AsyncIterator[bytes]:
         opened_here = not self._opened
@@ -278,6 +241,7 @@ class PyAudioSource(_Source):
                     await self._check_alive()
                     continue
                 chunk, self.chunk_adc_time = item
+                self._queued_bytes -= len(chunk)
                 self._samples_delivered += len(chunk) // SAMPLE_WIDTH
                 yield chunk
         finally:
@@ -329,93 +293,3 @@ def _shutdown(stream: Any, pa: pyaudio.PyAudio | None) -> None:
     finally:
         if pa is not None:
             pa.terminate()
-
-
-class WavSource(_Source):
-    """A WAV file spoken into a virtual microphone.
-
-    Chunks are released on the schedule a real microphone would keep, divided by `speed`
-    (`math.inf` releases them as fast as the consumer takes them). The file is mixed to mono and
-    resampled to 16 kHz when it is not already. After the file, at least `tail_silence_s`
-    seconds of silence follow (so a listener can hear the speech end), then the source stops;
-    `tail_silence_s=None` keeps sending silence until `close()`, like a live microphone.
-
-    Every chunk is exactly `chunk_ms` long (the silence is rounded up to make it so), except
-    the file's last one when no silence follows: it is left short rather than padded, so what
-    was delivered is exactly the file.
-    """
-
-    def __init__(
-        self,
-        path: Path | str,
-        *,
-        chunk_ms: int = 20,
-        speed: float = 1.0,
-        tail_silence_s: float | None = 0.0,
-        rate: int = CAPTURE_RATE,
-    ) -> None:
-        super().__init__(rate=rate, chunk_ms=chunk_ms)
-        if not speed > 0:
-            raise ValueError(f"speed must be greater than 0 (math.inf for unpaced), not {speed!r}")
-        if tail_silence_s is not None and not 0 <= tail_silence_s < math.inf:
-            raise ValueError(
-                f"tail_silence_s must be a finite number of seconds >= 0, or None for endless "
-                f"silence, not {tail_silence_s!r}"
-            )
-        self.path = Path(path)
-        self.speed = speed
-        self.tail_silence_s = tail_silence_s
-        self.silence_samples_delivered = 0
-        self._pcm = b""
-        self._closed = False
-
-    @property
-    def audio_samples(self) -> int:
-        """Samples in the file once converted (known after `open`)."""
-        return len(self._pcm) // SAMPLE_WIDTH
-
-    async def open(self) -> None:
-        if self._opened:
-            return
-        self._pcm = await asyncio.to_thread(read_wav, self.path, self.rate)
-        self._opened = True
-        self._closed = False
-
-    async def close(self) -> None:
-        self._closed = True
-        self._opened = False
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """One pass over the file (and its silence), from the start."""
-        opened_here = not self._opened
-        await self.open()
-        loop = asyncio.get_running_loop()
-        interval = self.chunk_ms / 1000 / self.speed
-        silence_left = None
-        if self.tail_silence_s is not None:
-            silence_left = round(self.tail_silence_s * self.rate) * SAMPLE_WIDTH
-            if silence_left:  # round up so that the last chunk is whole, as a mic's would be
-                silence_left += -(len(self._pcm) + silence_left) % self.chunk_bytes
-        position, count, start = 0, 0, loop.time()
-        try:
-            while not self._closed:
-                chunk = self._pcm[position : position + self.chunk_bytes]
-                position += len(chunk)
-                padding = self.chunk_bytes - len(chunk)
-                if silence_left is not None:
-                    padding = min(padding, silence_left)
-                    silence_left -= padding
-                chunk += bytes(padding)
-                if not chunk:
-                    return
-                count += 1
-                # A microphone delivers a chunk once it has been heard in full.
-                await asyncio.sleep(max(0.0, start + count * interval - loop.time()))
-                if self._closed:
-                    return
-                self._samples_delivered += len(chunk) // SAMPLE_WIDTH
-                self.silence_samples_delivered += padding // SAMPLE_WIDTH
-                yield chunk
-        finally:
-            if opened_here:
-                await self.close()

@@ -52,6 +52,34 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def thread_cpu_s(pid: int) -> dict[int, tuple[str, float]]:
+    """Each thread's name and user plus system CPU seconds (Linux)."""
+    found: dict[int, tuple[str, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        found[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / _TICK)
+    return found
+
+
+def _by_thread(
+    pid: int, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], wall: float
+) -> dict[str, float]:
+    """CPU s per minute of each thread that used any, busiest first. Python threads all show as
+    `python` (3.11 does not name OS threads): the event loop is the one whose id is the pid;
+    `threaded-ml` is libpulse's own thread (ALSA's pulse plugin)."""
+    used = []
+    for tid, (name, cpu) in after.items():
+        spent = cpu - before.get(tid, (name, 0.0))[1]
+        if spent > 0:
+            label = "event loop (main)" if tid == pid else f"{name} {tid}"
+            used.append((round(60 * spent / wall, 3), label))
+    return {label: per_min for per_min, label in sorted(used, reverse=True)}
+
+
 def _write_wav(path: Path, samples: np.ndarray) -> None:
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
@@ -130,14 +158,17 @@ def bare_predict(wav: Path, ready: Path) -> None:
 
 
 def capture_only(seconds: float) -> None:
-    """The capture floor: the daemon's microphone source (PyAudio, 20 ms chunks, the same
-    default device) read and thrown away, for `seconds`."""
+    """The capture floor: the daemon's microphone source (PyAudio, 20 ms chunks handed over
+    in the idle daemon's batches, the same default device) read and thrown away, for
+    `seconds`."""
     import asyncio
 
     from device.audio.source import PyAudioSource
+    from device.wake.listener import IDLE_HANDOVER_MS
 
     async def run() -> None:
         async with PyAudioSource("default") as mic:
+            mic.handover_ms = IDLE_HANDOVER_MS
             async with asyncio.timeout(seconds):
                 async for _chunk in mic.chunks():
                     pass
@@ -206,10 +237,10 @@ def measure(
             ready.touch()
             time.sleep(warmup_s)  # both past their first frames and caches
             cpu0, base0, t0 = cpu_s(process.pid), cpu_s(bare.pid), time.monotonic()
-            floor0 = cpu_s(floor.pid)
+            floor0, threads0 = cpu_s(floor.pid), thread_cpu_s(process.pid)
             time.sleep(seconds)
             cpu1, base1, t1 = cpu_s(process.pid), cpu_s(bare.pid), time.monotonic()
-            floor1 = cpu_s(floor.pid)
+            floor1, threads1 = cpu_s(floor.pid), thread_cpu_s(process.pid)
             rss = rss_mb(process.pid)
             _stop(bare)
             # Then the wake phrase: wait for the daemon's own figures in its event log.
@@ -241,6 +272,11 @@ def measure(
         if bare_s + floor_s
         else None,
         "daemon_rss_mb": round(rss, 1),
+        # Where the daemon's CPU went, per thread (CPU s per minute): the detector's inference
+        # thread is the one near bare predict's figure, PortAudio's callback thread and
+        # libpulse's `threaded-ml` are the capture, the event loop is everything else.
+        "daemon_threads_cpu_s_per_min": _by_thread(process.pid, threads0, threads1, wall),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         **(
             {k: round(v, 2) for k, v in figures.items()} or {"wake": "not heard" if wake else "off"}
         ),

@@ -42,6 +42,37 @@ async def test_capture_returns_the_microphone_bit_exact(tmp_path: Path, chunk_ms
     assert source.format is not None and not source.format.resampled
 
 
+async def test_batches_while_idle_then_chunks_again_with_nothing_lost(tmp_path: Path) -> None:
+    # The idle daemon's handover (the wake word's 80 ms frame) comes out as one item per
+    # batch; back at 20 ms, whole chunks again, and the stream is the microphone's, unbroken.
+    speech = noise(16_000 + 77, seed=5)
+    with virtual_alsa(tmp_path, speech):
+        source = PyAudioSource("vmic", max_queued_ms=600_000)
+        source.handover_ms = 80
+        with pytest.raises(ValueError, match="multiple of chunk_ms"):
+            source.handover_ms = 30
+        items: list[bytes] = []
+        async with source:
+            async with asyncio.timeout(30):
+                async for chunk in source.chunks():
+                    items.append(chunk)
+                    if len(items) == 3:
+                        source.handover_ms = 20
+                    chunked = [len(item) == 640 for item in items[3:]]
+                    if sum(map(len, items)) >= len(speech) and sum(chunked) >= 3:
+                        break
+
+    assert b"".join(items)[: len(speech)] == speech
+    assert {len(item) for item in items[:3]} == {2560}
+    # Whatever was already queued as batches drains first; then 20 ms chunks only.
+    first = chunked.index(True)
+    assert all(chunked[first:])
+    assert all(len(item) % 640 == 0 for item in items)
+    assert source.overruns == 0
+    assert source.samples_delivered == sum(map(len, items)) // 2
+    assert source.backlog_ms >= 0
+
+
 async def test_capture_from_a_48k_device_is_resampled_to_16k(tmp_path: Path) -> None:
     with virtual_alsa(tmp_path, make_tone(1_000, 48_000, 1.0), mic_rate=48_000):
         source = PyAudioSource("vmic", device_rate=48_000, max_queued_ms=600_000)

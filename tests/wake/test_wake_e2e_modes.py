@@ -22,9 +22,10 @@ from device.config import REPO_CONFIG_DIR, settings_from_dict
 from device.events import ErrorRaised, Event, EventBus, State, StateChanged
 from device.sim.scenario import load_scenario
 from device.sim.speech import noise, synthesize_parts
+from device.wake.build import build_listener
 from device.wake.detector import WakeDetector, WakeHit
 from device.wake.endpoint import EndFinder
-from device.wake.listener import WakeEndFound, WakeListener, build_listener
+from device.wake.listener import WakeEndFound, WakeListener
 from device.wake.models import ModelSet
 
 REQUEST_WAV = REPO_CONFIG_DIR / "demo" / "where-is-sku.wav"
