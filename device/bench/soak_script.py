@@ -25,6 +25,7 @@ SKU = "104417"
 BINS = ("A-12-03", "A-14-01")
 TURNS_PER_VISIT = 2
 HOUR_S = 3600.0
+DEFAULT_REPLY_CHUNK_MS = 40  # the emulator's own default (device.sim.scenario)
 _WORDS = {1: "one", 2: "two", 3: "three"}
 
 
@@ -116,10 +117,11 @@ def plan_shift(hours: float, *, turn_s: float = 20.0) -> ShiftPlan:
 
 
 def _turn(said: str, reply: str, extra: str = "") -> str:
+    """One scenario turn; `extra` is its own keys first, then any tables (tool calls)."""
     return f'\n[[turns]]\nuser_transcript = "{said}"\nreply_text = "{reply}"\n{extra}'
 
 
-def _move_turns(move: Move) -> str:
+def _move_turns(move: Move, chunk: str) -> str:
     args = (
         f'{{ sku = "{SKU}", from_location = "{move.source}", to_location = "{move.dest}", '
         f"quantity = {move.quantity} }}"
@@ -129,19 +131,24 @@ def _move_turns(move: Move) -> str:
         # The read-back must say what the device will do, or a "confirm" does not count.
         f"Move {_WORDS[move.quantity]} of SKU {SKU} from {move.source} to {move.dest}. "
         "Say confirm, or press the button.",
-        f'[[turns.tool_calls]]\nid = "move-{move.number}"\nname = "move_stock"\nargs = {args}\n',
+        chunk
+        + f'[[turns.tool_calls]]\nid = "move-{move.number}"\nname = "move_stock"\nargs = {args}\n',
     )
     confirm = _turn(
         "Confirm.",
         "Done.",
-        f'[[turns.tool_calls]]\nid = "move-{move.number}-confirm"\n'
+        chunk + f'[[turns.tool_calls]]\nid = "move-{move.number}-confirm"\n'
         'name = "confirm_pending_action"\nargs = { decision = "confirm" }\n',
     )
     return ask + confirm
 
 
-def scenario_text(plan: ShiftPlan, speed: float) -> str:
-    """The emulated model's side of the shift: every turn of every visit, in order."""
+def scenario_text(
+    plan: ShiftPlan, speed: float, reply_chunk_ms: int = DEFAULT_REPLY_CHUNK_MS
+) -> str:
+    """The emulated model's side of the shift: every turn of every visit, in order. Each
+    reply is sent in messages of `reply_chunk_ms` of audio."""
+    chunk = f"audio_chunk_ms = {reply_chunk_ms}\n"
     parts = [
         'name = "soak"\nprogress = "shared"\n',
         f"speed = {float(speed)!r}\n",
@@ -151,17 +158,21 @@ def scenario_text(plan: ShiftPlan, speed: float) -> str:
     ]
     for visit in plan.visits:
         if visit.move is not None:
-            parts.append(_move_turns(visit.move))
+            parts.append(_move_turns(visit.move, chunk))
             continue
-        first = ""
+        first = chunk
         if visit.goaway:
             first += "goaway_after_ms = 0\n"
         if visit.drop:
             first += "close_code = 1006\nclose_after_ms = 300\n"
         parts.append(_turn("Where is SKU 104417?", "Aisle twelve, bay three.", first))
-        parts.append(_turn("Thanks.", "You're welcome.", ""))
+        parts.append(_turn("Thanks.", "You're welcome.", chunk))
     return "".join(parts)
 
 
-def shift_scenario(plan: ShiftPlan, speed: float, base_dir: Path) -> Scenario:
-    return parse_scenario(scenario_text(plan, speed), name="soak", base_dir=base_dir)
+def shift_scenario(
+    plan: ShiftPlan, speed: float, base_dir: Path, *, reply_chunk_ms: int = DEFAULT_REPLY_CHUNK_MS
+) -> Scenario:
+    return parse_scenario(
+        scenario_text(plan, speed, reply_chunk_ms), name="soak", base_dir=base_dir
+    )

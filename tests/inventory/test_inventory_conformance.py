@@ -29,7 +29,11 @@ def reference(database: str) -> Iterator[RunningInventory]:
 def test_the_reference_api_passes_every_check(
     reference: RunningInventory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["conformance", reference.base_url, "--token", reference.token, "--examples", "5"])
+    # One schemathesis example per operation and mode: this test is about the kit passing the
+    # reference on both databases. The depth (25 examples per operation, positive and
+    # negative, every check, the kit's own case preparation, both databases) is
+    # test_inventory_openapi.py::test_every_operation_answers_as_documented.
+    code = main(["conformance", reference.base_url, "--token", reference.token, "--examples", "1"])
     out = capsys.readouterr().out
     assert code == 0, out
     for name in ("openapi", "problem+json", "concurrency", "idempotency", "stale counts",

@@ -19,6 +19,7 @@ from pathlib import Path
 from test_notify import NotifySocket
 
 from device.config import REPO_CONFIG_DIR
+from device.service.control import request
 from device.sim.alsa import virtual_alsa
 
 CONFIG = """
@@ -45,14 +46,10 @@ token_file = "{work}/key"
 
 
 async def ctl(work: Path, action: str) -> dict[str, object]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "device.cli", "ctl", action, "--json", "--socket", str(work / "control.sock")),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await proc.communicate()
-    answer: dict[str, object] = json.loads(out)
-    return answer
+    # The control protocol in a thread, not a `warehouse-voice ctl` process per poll: each
+    # of those is an interpreter start (a second of CPU on a loaded machine). The command
+    # itself is driven end to end by tests/test_daemon.py.
+    return await asyncio.to_thread(request, work / "control.sock", action)
 
 
 async def until_status(

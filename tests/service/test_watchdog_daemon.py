@@ -12,7 +12,6 @@ from __future__ import annotations
 import array
 import asyncio
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -28,6 +27,7 @@ from test_notify import NotifySocket
 
 from device.config import REPO_CONFIG_DIR
 from device.inventory.server import serve_inventory
+from device.service.control import request
 from device.sim.alsa import forget_alsa_config, virtual_alsa
 from device.sim.emulator import Emulator
 from device.sim.scenario import load_scenario
@@ -67,14 +67,10 @@ token_file = "{work}/token"
 
 
 async def ctl(work: Path, action: str) -> dict[str, object]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "device.cli", "ctl", action, "--json", "--socket", str(work / "control.sock")),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await proc.communicate()
-    answer: dict[str, object] = json.loads(out)
-    return answer
+    # The control protocol in a thread, not a `warehouse-voice ctl` process per poll: each
+    # of those is an interpreter start (a second of CPU on a loaded machine). The command
+    # itself is driven end to end by tests/test_daemon.py.
+    return await asyncio.to_thread(request, work / "control.sock", action)
 
 
 async def until(what: str, done: Callable[[], bool], timeout_s: float = 60) -> None:
