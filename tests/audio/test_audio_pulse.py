@@ -104,19 +104,33 @@ async def test_playback_is_heard_whole_and_flush_cuts_it(
     assert whole == 48_000
     assert dropped > 0
     assert after_flush - at_flush <= sink.buffer_bytes
-    heard = read_wav_frames(tmp_path / "speaker.wav")
-    samples = np.frombuffer(heard, "<i2").astype(int)
-    loud = np.nonzero(np.abs(samples) > 500)[0]
-    gaps = np.nonzero(np.diff(loud) > 2_400)[0]  # the 0.3 s pause between the replies
-    assert len(gaps) == 1
-    first = heard[loud[0] * 2 : (loud[gaps[0]] + 1) * 2]
-    second = heard[loud[gaps[0] + 1] * 2 : (loud[-1] + 1) * 2]
+    heard = np.frombuffer(read_wav_frames(tmp_path / "speaker.wav"), "<i2")
+    # A loaded machine can underrun the speaker, which inserts silence into the recording
+    # but loses no sample: so each reply is found by its pitch and measured by its loud
+    # samples, not by the pauses around it.
+    first, second = tone_samples(heard, 24_000, split_hz=660)
     # The first reply was drained, so all of it was heard; the flush silenced the second
     # long before its three seconds were up.
-    assert loud_span(first) >= 24_000 - 240  # within 10 ms: drain waited for the end
-    assert peak_hz(first, 24_000) == pytest.approx(440, abs=2)
-    assert loud_span(second) < 24_000 * 2
-    assert peak_hz(second, 24_000) == pytest.approx(880, abs=3)
+    assert first >= 99  # 10 ms windows: within 10 ms, drain waited for the end
+    assert 0 < second < 200
+
+
+def tone_samples(pcm: np.ndarray, rate: int, split_hz: float) -> tuple[int, int]:
+    """10 ms windows with a tone below and above `split_hz` (a window counts when its RMS
+    is above a quiet floor; its pitch is its spectral peak)."""
+    window = rate // 100
+    low = high = 0
+    for start in range(0, len(pcm) - window + 1, window):
+        block = pcm[start : start + window].astype(float)
+        if np.sqrt(np.mean(block**2)) < 300:
+            continue
+        spectrum = np.abs(np.fft.rfft(block * np.hanning(window), n=window * 8))
+        peak = float(np.argmax(spectrum)) * rate / (window * 8)
+        if peak < split_hz:
+            low += 1
+        else:
+            high += 1
+    return low, high
 
 
 @pytest.mark.slow
