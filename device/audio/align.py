@@ -31,6 +31,7 @@ chunk taking as many played samples as it has.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -83,7 +84,12 @@ class _Track:
                 self._late.clear()
                 self._errors.append(error)
                 floor = min(self._errors)
-                step = 1 if floor >= 1.0 else -1 if floor <= -1.0 else 0
+                # Later than laid: drift, or noise; one sample per block. Earlier than laid:
+                # the noise is only ever late, so the block was laid late (a segment started
+                # on a preempted estimate): back to the earliest estimate at once. Left for
+                # the slow step, that error stayed for the whole reply (tens of ms, a second
+                # of it per 1.25 ms), and the echo then came before its reference.
+                step = 1 if floor >= 1.0 else math.floor(floor) if floor <= -1.0 else 0
                 if step:
                     self.next += step
                     self._errors = deque((e - step for e in self._errors), self._errors.maxlen)

@@ -87,8 +87,16 @@ class HalfDuplexGate:
     def expected_echo_db(self) -> float:
         return max(self._envelope, default=FLOOR_DB) + self.coupling_db
 
-    def process(self, pcm: bytes, reference: bytes, raw: bytes | None = None) -> bytes:
+    def process(
+        self, pcm: bytes, reference: bytes, raw: bytes | None = None, lead: bytes | None = None
+    ) -> bytes:
         """Gate `pcm` given `reference`, what the speaker played meanwhile (same length).
+
+        `lead` is the played audio as it left the speaker (no room delay): the echo can come
+        no sooner. The expected echo covers both, so a room delay measured on an earlier
+        reply and a few milliseconds off for this one (each reply restarts the output, whose
+        start time is only estimated) never leaves a reply's first syllable unexpected: at
+        the start of replies that opened the gate, cut replies on the device's own voice.
 
         After a canceller, `raw` is the microphone before it: the double-talk guard. A burst
         of residual echo (the canceller re-converging after the echo path changed) is loud
@@ -100,13 +108,17 @@ class HalfDuplexGate:
             self._envelope.append(FLOOR_DB)
             return pcm
         ref = np.frombuffer(reference, dtype="<i2")
+        ahead = np.frombuffer(lead, dtype="<i2") if lead is not None else None
         near = np.frombuffer(raw, dtype="<i2") if raw is not None else None
         # Levels per 10 ms, the resolution of the envelope and of the barge-in count.
         step = CAPTURE_RATE // 100
         out = bytearray()
         for i in range(0, mic.size, step):
             raw_db = level_db(near[i : i + step]) if near is not None else None
-            out += self._decide(mic[i : i + step], ref[i : i + step], raw_db)
+            ref_db = level_db(ref[i : i + step])
+            if ahead is not None:
+                ref_db = max(ref_db, level_db(ahead[i : i + step]))
+            out += self._decide(mic[i : i + step], ref_db, raw_db)
         return bytes(out)
 
     def _raw_loud(self, raw_db: float | None, envelope: float) -> bool:
@@ -120,8 +132,7 @@ class HalfDuplexGate:
                 self.raw_coupling_db = float(np.percentile(self._raw_ratios, 90))
         return loud
 
-    def _decide(self, mic: np.ndarray, ref: np.ndarray, raw_db: float | None = None) -> bytes:
-        ref_db = level_db(ref)
+    def _decide(self, mic: np.ndarray, ref_db: float, raw_db: float | None = None) -> bytes:
         self._envelope.append(ref_db)
         mic_db = level_db(mic)
         self._follow_floor(mic_db, mic.size)
