@@ -162,6 +162,11 @@ class EchoStage:
         if self.reference is not None and self.reference.timed and self.tracker.delay is not None:
             heard = self.reference.as_heard(self.tracker.delay) or far
         lead = self.reference.unshifted if self.reference is not None else None
+        if self.gate is not None:
+            # Until the room's delay is measured, the echo may come anywhere within a second
+            # of its reference (the first reply cut itself on an echo 300+ ms late).
+            timed = self.reference is not None and self.reference.timed
+            self.gate.wide = timed and self.tracker.delay is None
         if self.gate is not None and heard is not None and self.mode == "half_duplex":
             pcm = self.gate.process(pcm, heard, lead=lead)
         raw = pcm
