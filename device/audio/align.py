@@ -31,6 +31,7 @@ chunk taking as many played samples as it has.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -54,11 +55,16 @@ class _Track:
     the last `window` blocks, one sample per block (50 samples a second, ample for two
     crystals 200 ppm apart). A block much earlier than laid is a real jump (re-snap at once);
     much later, it is a jump only when three blocks in a row say so (the device ran dry), and
-    a new segment (`start`: the device restarted) re-snaps at once.
+    a new segment (`start`: the device restarted) re-snaps at once. For `settle` blocks after
+    a snap the position follows the earliest estimate since it at once, in either direction.
     """
 
-    def __init__(self, *, jump: int = GRID_RATE * 30 // 1000, window: int = 25) -> None:
+    def __init__(
+        self, *, jump: int = GRID_RATE * 30 // 1000, window: int = 25, settle: int = 8
+    ) -> None:
         self.jump = jump
+        self.settle = settle
+        self._settling = 0
         self.next: int | None = None
         self.resnaps = 0
         self.outliers = 0
@@ -83,7 +89,19 @@ class _Track:
                 self._late.clear()
                 self._errors.append(error)
                 floor = min(self._errors)
-                step = 1 if floor >= 1.0 else -1 if floor <= -1.0 else 0
+                # Later than laid: drift, or noise; one sample per block. Earlier than laid:
+                # the noise is only ever late, so the block was laid late (a segment started
+                # on a preempted estimate): back to the earliest estimate at once. Left for
+                # the slow step, that error stayed for the whole reply (tens of ms, a second
+                # of it per 1.25 ms), and the echo then came before its reference.
+                step = 1 if floor >= 1.0 else math.floor(floor) if floor <= -1.0 else 0
+                if self._settling > 0:
+                    # The first blocks after a snap: the snap's own estimate is one block's,
+                    # and a device that starts only once it holds enough (a sound server's
+                    # pre-buffer) starts later than its first block says. Follow the earliest
+                    # estimate since the snap at once, either way.
+                    self._settling -= 1
+                    step = math.floor(floor) if abs(floor) >= 1.0 else 0
                 if step:
                     self.next += step
                     self._errors = deque((e - step for e in self._errors), self._errors.maxlen)
@@ -95,6 +113,7 @@ class _Track:
     def _snap(self, estimate: float) -> None:
         self.resnaps += self.next is not None
         self.next = round(estimate)
+        self._settling = self.settle
         self._errors.clear()
         self._late.clear()
 

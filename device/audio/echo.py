@@ -161,8 +161,14 @@ class EchoStage:
         heard = far
         if self.reference is not None and self.reference.timed and self.tracker.delay is not None:
             heard = self.reference.as_heard(self.tracker.delay) or far
+        lead = self.reference.unshifted if self.reference is not None else None
+        if self.gate is not None:
+            # Until the room's delay is measured, the echo may come anywhere within a second
+            # of its reference (the first reply cut itself on an echo 300+ ms late).
+            timed = self.reference is not None and self.reference.timed
+            self.gate.wide = timed and self.tracker.delay is None
         if self.gate is not None and heard is not None and self.mode == "half_duplex":
-            pcm = self.gate.process(pcm, heard)
+            pcm = self.gate.process(pcm, heard, lead=lead)
         raw = pcm
         if self.webrtc is not None and self._executor is not None:
             loop = asyncio.get_running_loop()
@@ -170,7 +176,7 @@ class EchoStage:
             pcm = await loop.run_in_executor(self._executor, self.webrtc.process, pcm, aec_far)
         if self.gate is not None and far is not None and self.mode == "aec":
             self._erle.add(raw, pcm, far, talking=self.gate.open_for_barge_in)
-            pcm = self.gate.process(pcm, heard or far, raw)
+            pcm = self.gate.process(pcm, heard or far, raw, lead=lead)
         return pcm
 
     def _realign(self) -> None:

@@ -7,6 +7,7 @@ left of the echo (see `device.audio.echo`). It publishes `BargeIn` when it opens
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import math
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class HalfDuplexGate:
         barge_in_ms: int = 100,
         envelope_ms: int = 300,
         initial_coupling_db: float = 0.0,
+        wide_envelope_ms: int = 1000,
     ) -> None:
         self.tap = tap
         self.bus = bus
@@ -63,9 +65,12 @@ class HalfDuplexGate:
         self.margin_db = barge_in_margin_db
         self.barge_in_samples = barge_in_ms * CAPTURE_RATE // 1000
         self.coupling_db = initial_coupling_db
-        self._envelope: collections.deque[float] = collections.deque(
-            maxlen=max(1, envelope_ms // 10)
-        )
+        self.envelope_steps = max(1, envelope_ms // 10)
+        # Until the room's delay is measured (`widen`), the expected echo spans this long:
+        # a sound server's first stream start can play well after the device says.
+        self.wide_steps = max(self.envelope_steps, wide_envelope_ms // 10)
+        self.wide = False
+        self._envelope: collections.deque[float] = collections.deque(maxlen=self.wide_steps)
         self._ratios: collections.deque[float] = collections.deque(maxlen=300)
         self._since_playing: int | None = None  # mic samples since the speaker last played
         # Samples louder than the expected echo, per 10 ms step, over the last `barge_in_ms`.
@@ -85,10 +90,24 @@ class HalfDuplexGate:
         return self._since_playing is not None and not self.open_for_barge_in
 
     def expected_echo_db(self) -> float:
-        return max(self._envelope, default=FLOOR_DB) + self.coupling_db
+        return self._envelope_db() + self.coupling_db
 
-    def process(self, pcm: bytes, reference: bytes, raw: bytes | None = None) -> bytes:
+    def _envelope_db(self, *, wide: bool | None = None) -> float:
+        """The loudest reference level over the envelope's span (wider while `wide`)."""
+        steps = self.wide_steps if (self.wide if wide is None else wide) else self.envelope_steps
+        recent = itertools.islice(reversed(self._envelope), steps)
+        return max(recent, default=FLOOR_DB)
+
+    def process(
+        self, pcm: bytes, reference: bytes, raw: bytes | None = None, lead: bytes | None = None
+    ) -> bytes:
         """Gate `pcm` given `reference`, what the speaker played meanwhile (same length).
+
+        `lead` is the played audio as it left the speaker (no room delay): the echo can come
+        no sooner. The expected echo covers both, so a room delay measured on an earlier
+        reply and a few milliseconds off for this one (each reply restarts the output, whose
+        start time is only estimated) never leaves a reply's first syllable unexpected: at
+        the start of replies that opened the gate, cut replies on the device's own voice.
 
         After a canceller, `raw` is the microphone before it: the double-talk guard. A burst
         of residual echo (the canceller re-converging after the echo path changed) is loud
@@ -100,28 +119,31 @@ class HalfDuplexGate:
             self._envelope.append(FLOOR_DB)
             return pcm
         ref = np.frombuffer(reference, dtype="<i2")
+        ahead = np.frombuffer(lead, dtype="<i2") if lead is not None else None
         near = np.frombuffer(raw, dtype="<i2") if raw is not None else None
         # Levels per 10 ms, the resolution of the envelope and of the barge-in count.
         step = CAPTURE_RATE // 100
         out = bytearray()
         for i in range(0, mic.size, step):
             raw_db = level_db(near[i : i + step]) if near is not None else None
-            out += self._decide(mic[i : i + step], ref[i : i + step], raw_db)
+            ref_db = level_db(ref[i : i + step])
+            if ahead is not None:
+                ref_db = max(ref_db, level_db(ahead[i : i + step]))
+            out += self._decide(mic[i : i + step], ref_db, raw_db)
         return bytes(out)
 
-    def _raw_loud(self, raw_db: float | None, envelope: float) -> bool:
+    def _raw_loud(self, raw_db: float | None, envelope: float, learn_envelope: float) -> bool:
         """The microphone itself is above the loudest echo expected of it (guard passes)."""
         if raw_db is None:
             return True
         loud = raw_db > envelope + self.raw_coupling_db + self.raw_margin_db
-        if not loud and envelope > -50.0 and raw_db > FLOOR_DB:
-            self._raw_ratios.append(raw_db - envelope)
+        if not loud and learn_envelope > -50.0 and raw_db > FLOOR_DB:
+            self._raw_ratios.append(raw_db - learn_envelope)
             if len(self._raw_ratios) >= 20:
                 self.raw_coupling_db = float(np.percentile(self._raw_ratios, 90))
         return loud
 
-    def _decide(self, mic: np.ndarray, ref: np.ndarray, raw_db: float | None = None) -> bytes:
-        ref_db = level_db(ref)
+    def _decide(self, mic: np.ndarray, ref_db: float, raw_db: float | None = None) -> bytes:
         self._envelope.append(ref_db)
         mic_db = level_db(mic)
         self._follow_floor(mic_db, mic.size)
@@ -137,9 +159,12 @@ class HalfDuplexGate:
             return mic.tobytes()
         if self.open_for_barge_in:
             return mic.tobytes()
-        envelope = max(self._envelope)
+        envelope = self._envelope_db()
+        # The coupling is learned against the usual span's envelope, whatever the span used
+        # to decide: learned against the wide one, it stayed low once the span narrowed.
+        narrow = self._envelope_db(wide=False)
         expected = max(envelope + self.coupling_db, self.floor_db)
-        loud = self._raw_loud(raw_db, envelope) and mic_db > expected + self.margin_db
+        loud = self._raw_loud(raw_db, envelope, narrow) and mic_db > expected + self.margin_db
         # Speech has gaps between syllables: most of the last `barge_in_ms` must be loud, not
         # all of it.
         self._recent.append(mic.size if loud else 0)
@@ -154,8 +179,8 @@ class HalfDuplexGate:
         # the expected echo is likely the worker, and learning their voice as echo would raise
         # the bar while they talk (1.5 s of double talk lifted it 9 dB) so they never get in.
         suspect = mic_db > expected + self.margin_db / 2
-        if not loud and not suspect and envelope > -50.0 and mic_db > FLOOR_DB:
-            self._learn(mic_db - envelope)
+        if not loud and not suspect and narrow > -50.0 and mic_db > FLOOR_DB:
+            self._learn(mic_db - narrow)
         self.gated_samples += mic.size
         return bytes(mic.nbytes)
 

@@ -206,7 +206,10 @@ class PyAudioSink(QueuedSink):
         # (Latency past the device's buffer is the echo path's: the delay tracker finds it.)
         if self._stream is None or self.format is None:
             return None
-        pending = max(0, self._capacity - int(self._stream.get_write_available()))
+        available = int(self._stream.get_write_available())
+        if available < 0:  # PortAudio's error code (an underrun): no estimate this time
+            return None
+        pending = max(0, self._capacity - available)
         return pending / self.format.rate
 
     def _device_idle(self) -> None:

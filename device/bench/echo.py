@@ -103,7 +103,12 @@ async def _run(
     voice[start : start + worker.size] = worker[: voice.size - start]
     mic, out = bytearray(), bytearray()
     cpu = 0.0
+    erle = None
     for k in range(round(seconds * RATE) // TICK):
+        if k * TICK == start:
+            # ERLE is the canceller's work while only the device speaks: until the gate opens
+            # for the worker, their voice would count as echo left over.
+            erle = stage.erle_db
         if k % 200 == 150:
             speaker.stall(0.3)
         chunk = room.tick(voice[k * TICK : (k + 1) * TICK])
@@ -112,7 +117,6 @@ async def _run(
         cpu += time.process_time() - t
         mic += chunk
         out += processed
-    erle = stage.erle_db
     stage.close()
     m, o = np.frombuffer(bytes(mic), "<i2"), np.frombuffer(bytes(out), "<i2")
     before = slice(RATE, start)
