@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import pytest
 from test_wake_e2e_rig import (
@@ -31,7 +31,7 @@ from test_wake_e2e_rig import (
 )
 
 from device.audio.source import PyAudioSource, WavSource
-from device.events import State
+from device.events import Event, State
 from device.sim.alsa import virtual_alsa
 from device.sim.scenario import Scenario, load_scenario
 from device.sim.speech import noise, synthesize_parts
@@ -40,6 +40,7 @@ from device.wake.models import ModelSet
 
 REQUEST = "where is SKU one zero four four one seven"
 TOLERANCE = RATE // 10  # 100 ms
+STALL_S = 6  # how far behind capture the stalled wake listener falls (3x the 2 s pre-roll)
 # The session's idle timeout is wall-clock time: on a loaded machine the emulator (same event
 # loop) can take over a second to answer a request it has whole, and a 1 s timeout would
 # close the session first. Only the end of each test waits for it.
@@ -84,6 +85,35 @@ async def check_request(rig: HandsFree, model_set: ModelSet, mic: bytes, wake_en
     assert rig.states[:4] == [State.IDLE, State.LISTENING, State.CONNECTING, State.CONVERSING]
 
 
+def leash_the_hold(rig: HandsFree, mic: Leashed) -> None:
+    """Count the audio held for the session as backlog too, so the leash covers it.
+
+    From the wake hit until its end is found, capture keeps everything after the wake word in
+    the pre-roll and the appliance sends none of it; `on_end` then hands all of it to the
+    session at once, whose outbox keeps at most 15 s (the oldest goes first). Refining the end
+    takes seconds of wall time on a loaded machine, while a 4x file runs on unleashed (the
+    listener has caught up, nothing is unsent yet) and the start of the request fell out of
+    the outbox. A real microphone at 1x never gets that far ahead; the leash keeps the file
+    within `max_ahead_s` of the device here too.
+    """
+    queued = mic.backlog
+    held_from: list[int] = []
+
+    def track(event: Event) -> None:
+        if isinstance(event, WakeDetected):
+            held_from.append(event.end_sample)
+        elif isinstance(event, WakeEndFound) and held_from:
+            held_from.pop(0)
+
+    rig.bus.subscribe(track)
+
+    def backlog() -> int:
+        held = rig.capture.samples - held_from[0] if held_from else 0
+        return max(queued() if queued is not None else 0, held)
+
+    mic.backlog = backlog
+
+
 @pytest.mark.slow
 async def test_request_after_the_wake_word_through_the_paced_wav_source(
     tmp_path: Path, model_set: ModelSet, phrase: tuple[bytes, int]
@@ -92,6 +122,7 @@ async def test_request_after_the_wake_word_through_the_paced_wav_source(
     wav = WavSource(write_wav(tmp_path / "mic.wav", pcm), speed=4.0, tail_silence_s=None)
     mic = Leashed(wav, max_ahead_s=8.0)
     async with hands_free(tmp_path, model_set, scenario(), mic, **PATIENT) as rig:
+        leash_the_hold(rig, mic)
         await rig.start()
         await rig.emulator.wait_for_turns(1, timeout_s=120)
         await rig.wait_closed()
@@ -161,6 +192,24 @@ async def test_request_after_the_wake_word_through_pyaudio_on_virtual_alsa(
     await check_request(rig, model_set, pcm, wake_end)
 
 
+class CountedWav(WavSource):
+    """A `WavSource` that can be awaited until it has delivered a given number of samples."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._delivered = asyncio.Condition()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in super().chunks():
+            async with self._delivered:
+                self._delivered.notify_all()
+            yield chunk
+
+    async def reached(self, samples: int) -> None:
+        async with self._delivered:
+            await self._delivered.wait_for(lambda: self.samples_delivered >= samples)
+
+
 @pytest.mark.slow
 async def test_the_request_survives_a_wake_listener_that_falls_seconds_behind(
     tmp_path: Path,
@@ -169,21 +218,28 @@ async def test_the_request_survives_a_wake_listener_that_falls_seconds_behind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A loaded machine, built in: the detector stalls just before the wake word, so the
-    listener hears it about 6 s of audio after capture did, three times the 2 s pre-roll."""
+    listener hears it 6 s of audio after capture did, three times the 2 s pre-roll.
+
+    The stall is counted in samples, not seconds: the detector waits until the microphone has
+    delivered 6 s beyond the stall point, however fast or slow the machine runs the file."""
     pcm, wake_end = phrase
     process = WakeDetector.process
     stalled: list[int] = []
+    wav = CountedWav(write_wav(tmp_path / "mic.wav", pcm), speed=4.0, tail_silence_s=None)
+    lag = STALL_S * RATE
 
     async def stalling(self: WakeDetector, chunk: bytes) -> WakeHit | None:
         if not stalled and self.samples_seen >= wake_end - RATE:
             stalled.append(self.samples_seen)
-            await asyncio.sleep(1.5)  # 6 s of audio at the microphone's 4x pace
+            # Capture offsets equal detector offsets here: the listener heard from sample 0.
+            # The leash allows 8 s of backlog, so 6 s beyond this chunk is always reached.
+            await wav.reached(self.samples_seen + lag)
         return await process(self, chunk)
 
     monkeypatch.setattr(WakeDetector, "process", stalling)
-    wav = WavSource(write_wav(tmp_path / "mic.wav", pcm), speed=4.0, tail_silence_s=None)
     mic = Leashed(wav, max_ahead_s=8.0)
     async with hands_free(tmp_path, model_set, scenario(), mic, **PATIENT) as rig:
+        leash_the_hold(rig, mic)
         await rig.start()
         await rig.emulator.wait_for_turns(1, timeout_s=120)
         await rig.wait_closed()
