@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.provisioning.broker_fixtures import broker_plays  # noqa: F401
 from tests.provisioning.playbook_fixtures import provisioned, upgraded  # noqa: F401
 from tests.provisioning.support import ReleaseKit, build_kit
 

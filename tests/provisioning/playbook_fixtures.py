@@ -15,19 +15,22 @@ import json
 import secrets
 import subprocess
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 
 from device.config import load_settings
+from tests.provisioning.broker_fixtures import BrokerRuns
 from tests.provisioning.support import (
     ReleaseKit,
     Run,
+    SshTarget,
     ansible_env,
     close_ssh_masters,
     derive_wheel,
+    inventory_host,
     run_playbook,
 )
 
@@ -37,15 +40,6 @@ RELEASES = "opt/warehouse-voice/releases"
 GEMINI_KEY = "test-gemini-key-" + secrets.token_hex(4)
 INVENTORY_TOKEN = "test-inventory-token-" + secrets.token_hex(4)
 BROKER_TOKEN = "wvb_test-" + secrets.token_hex(8)
-
-
-class SshTarget(Protocol):
-    """What the `ssh_target` fixture (conftest.py) provides."""
-
-    host: str
-    port: int
-    user: str
-    key: Path
 
 
 @dataclass(frozen=True)
@@ -71,19 +65,11 @@ class Upgraded:
     after_bad: tuple[Path, str]  # where `current` pointed and the live voice, after rollback
 
 
-def inventory_host(ssh_target: SshTarget) -> dict[str, object]:
-    return {
-        "ansible_host": ssh_target.host,
-        "ansible_port": ssh_target.port,
-        "ansible_user": ssh_target.user,
-        "ansible_ssh_private_key_file": str(ssh_target.key),
-        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-        "ansible_python_interpreter": "/usr/bin/python3",
-    }
-
-
 @pytest.fixture(scope="session")
-def provisioned(ssh_target: SshTarget, release_kit: ReleaseKit) -> Iterator[Provisioned]:
+def provisioned(
+    ssh_target: SshTarget, release_kit: ReleaseKit, broker_plays: Future[BrokerRuns]
+) -> Iterator[Provisioned]:
+    # broker_plays: the broker's runs start first and go on beside these (broker_fixtures.py).
     work = release_kit.work / "devices"
     work.mkdir()
     destdir = work / "target"

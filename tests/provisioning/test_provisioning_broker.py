@@ -1,32 +1,17 @@
 """The playbook's token broker play against a real SSH target (see conftest.py), installed under
-a scratch prefix with the service steps off, as in playbook_fixtures.py."""
+a scratch prefix with the service steps off, as in playbook_fixtures.py. Its two runs
+(broker_fixtures.py) go on beside the device plays."""
 
 from __future__ import annotations
 
-import json
-import secrets
 import stat
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from concurrent.futures import Future
 
 import pytest
 
 from device.broker.devices import DeviceRegistry
-from device.sim.tls import ensure_certificates
-from tests.provisioning.playbook_fixtures import SshTarget, inventory_host
-from tests.provisioning.support import (
-    ANSIBLE_PLAYBOOK,
-    REPO,
-    ReleaseKit,
-    Run,
-    close_ssh_masters,
-    run_playbook,
-)
-
-HOST = "testbroker"
-GEMINI_KEY = "broker-gemini-key-" + secrets.token_hex(4)
-DEVICE_TOKEN = "wvb_" + secrets.token_urlsafe(16)
+from tests.provisioning.broker_fixtures import DEVICE_TOKEN, GEMINI_KEY, BrokerRuns
+from tests.provisioning.support import ANSIBLE_PLAYBOOK, REPO
 
 pytestmark = [
     pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="needs ansible-core"),
@@ -35,44 +20,10 @@ pytestmark = [
 ]
 
 
-@dataclass(frozen=True)
-class BrokerRuns:
-    destdir: Path
-    first: Run
-    second: Run
-    tls_cert: str
-
-
 @pytest.fixture(scope="module")
-def broker_runs(ssh_target: SshTarget, release_kit: ReleaseKit) -> Iterator[BrokerRuns]:
-    work = release_kit.work / "broker"
-    work.mkdir()
-    destdir = work / "target"
-    try:
-        tls = ensure_certificates(work / "tls", ["broker.site.lan"])
-        inventory = {"warehouse_voice_broker": {"hosts": {HOST: inventory_host(ssh_target)}}}
-        (work / "inventory.json").write_text(json.dumps(inventory))
-        extra = {
-            "warehouse_voice_destdir": str(destdir),
-            "warehouse_voice_manage_services": False,
-            "warehouse_voice_apt_update_cache": False,
-            # The session's wheel of the checkout: the role's other kind of package source (the
-            # device plays build theirs from the source checkout).
-            "warehouse_voice_package_src": str(release_kit.wheel),
-            "warehouse_voice_pip_extra_args": release_kit.pip_args(),
-            "warehouse_voice_gemini_api_key": GEMINI_KEY,
-            "warehouse_voice_broker_tls_cert": tls.cert_file.read_text(),
-            "warehouse_voice_broker_tls_key": tls.key_file.read_text(),
-            "warehouse_voice_broker_device_tokens": {"dock-03": DEVICE_TOKEN},
-        }
-        (work / "extra.json").write_text(json.dumps(extra))
-        playbooks = release_kit.source / "provisioning"
-        args = ("-i", str(work / "inventory.json"), "-e", f"@{work / 'extra.json'}")
-        first = run_playbook(playbooks, work, HOST, *args)
-        second = run_playbook(playbooks, work, HOST, *args)
-        yield BrokerRuns(destdir, first, second, tls.cert_file.read_text())
-    finally:
-        close_ssh_masters(work)
+def broker_runs(broker_plays: Future[BrokerRuns]) -> BrokerRuns:
+    # Started by the session's first provisioning fixture; the device plays ran meanwhile.
+    return broker_plays.result()
 
 
 def test_the_broker_gets_its_secrets_as_root_only_credentials(broker_runs: BrokerRuns) -> None:
