@@ -1,4 +1,9 @@
-"""A throwaway SSH target on 127.0.0.1: its own sshd, host key, user and sudo rule."""
+"""Session-wide pieces of the provisioning tests: a throwaway SSH target on 127.0.0.1 (its own
+sshd, host key, user and sudo rule) and the release kit every play installs from.
+
+Both are built once per session, not once per test file: the sshd, the user and the source
+snapshot are the same for every play, and the wheel and its dependencies are what pip would
+otherwise resolve and download again for each release venv."""
 
 from __future__ import annotations
 
@@ -15,6 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.provisioning.broker_fixtures import broker_plays  # noqa: F401
+from tests.provisioning.playbook_fixtures import provisioned, upgraded  # noqa: F401
+from tests.provisioning.support import ReleaseKit, build_kit
 
 SSHD = "/usr/sbin/sshd"
 
@@ -50,7 +59,7 @@ def _wait_for_banner(port: int, process: subprocess.Popen[bytes], deadline_s: fl
     raise RuntimeError(f"sshd did not answer on port {port}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ssh_target() -> Iterator[SshTarget]:
     if os.geteuid() != 0:
         pytest.skip("needs root: the test creates a user and a sudo rule for the SSH target")
@@ -117,4 +126,16 @@ def ssh_target() -> Iterator[SshTarget]:
                 process.wait()
         sudoers.unlink(missing_ok=True)
         subprocess.run(["userdel", "--remove", user], capture_output=True, timeout=60)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def release_kit() -> Iterator[ReleaseKit]:
+    # Not under pytest's tmp root, which is root-only (0700): the service user runs the
+    # release's code for the health check.
+    work = Path(tempfile.mkdtemp(prefix="wv-kit-"))
+    work.chmod(0o755)
+    try:
+        yield build_kit(work)
+    finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,198 @@
+"""The device plays the playbook tests look at, run once per session (conftest.py imports these).
+
+The target is this machine, reached through the session's sshd (conftest.py). No systemd runs
+as PID 1 here, so the service tasks are switched off by their variable; everything else (apt,
+user and groups, wheel build, venv, pip, config, credentials, units) runs for real, with every
+file under `warehouse_voice_destdir`. pip installs the dependencies for real too, from the
+session's wheelhouse (support.ReleaseKit): the path a device takes, where --no-deps tricks
+would test something else.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import secrets
+import subprocess
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from device.config import load_settings
+from tests.provisioning.broker_fixtures import BrokerRuns
+from tests.provisioning.support import (
+    ReleaseKit,
+    Run,
+    SshTarget,
+    ansible_env,
+    close_ssh_masters,
+    derive_wheel,
+    inventory_host,
+    run_playbook,
+)
+
+HOST = "testpi"
+CURRENT = "opt/warehouse-voice/current"
+RELEASES = "opt/warehouse-voice/releases"
+GEMINI_KEY = "test-gemini-key-" + secrets.token_hex(4)
+INVENTORY_TOKEN = "test-inventory-token-" + secrets.token_hex(4)
+BROKER_TOKEN = "wvb_test-" + secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    destdir: Path
+    service_user: str
+    check_on_fresh: Run
+    left_by_check: list[str]
+    first: Run
+    second: Run
+    check_after: Run
+    play: Callable[..., Run]
+    work: Path
+
+
+@dataclass(frozen=True)
+class Upgraded:
+    """An upgrade to a release that does not get healthy, then one that does (ephemeral)."""
+
+    bad: Run
+    good: Run
+    releases: dict[str, Path]  # "first", "bad", "good": the release directories
+    after_bad: tuple[Path, str]  # where `current` pointed and the live voice, after rollback
+
+
+@pytest.fixture(scope="session")
+def provisioned(
+    ssh_target: SshTarget, release_kit: ReleaseKit, broker_plays: Future[BrokerRuns]
+) -> Iterator[Provisioned]:
+    # broker_plays: the broker's runs start first and go on beside these (broker_fixtures.py).
+    work = release_kit.work / "devices"
+    work.mkdir()
+    destdir = work / "target"
+    service_user = f"wvsvc{secrets.token_hex(3)}"
+    gpio_existed = _group_exists("gpio")
+    host = inventory_host(ssh_target) | {
+        "warehouse_voice_button_pin": "GPIO22",
+        "warehouse_voice_input_device": "USB PnP Sound Device",
+        "warehouse_voice_output_device": "USB PnP Sound Device",
+        "warehouse_voice_inventory_url": "http://10.0.0.5:8080/api/v1",
+        "warehouse_voice_config_extra": {"live": {"voice": "Puck"}},
+    }
+    (work / "inventory.json").write_text(json.dumps({"warehouse_voice": {"hosts": {HOST: host}}}))
+    playbooks = release_kit.source / "provisioning"
+    extra = {
+        "warehouse_voice_destdir": str(destdir),
+        "warehouse_voice_manage_services": False,
+        # `models fetch` downloads, and is tested where it lives (tests/wake).
+        "warehouse_voice_fetch_models": False,
+        # Packages this machine already has, and no `apt-get update`: the apt module still
+        # runs, but the test neither downloads nor races other apt users.
+        # The release venv takes numpy, PyAudio and the systemd bindings from them, as on a Pi.
+        "warehouse_voice_apt_packages": [
+            "python3-venv",
+            "python3-numpy",
+            "python3-pyaudio",
+            "python3-systemd",
+        ],
+        "warehouse_voice_apt_update_cache": False,
+        "warehouse_voice_user": service_user,
+        # The source checkout: the role builds the wheel on every run, and the second run
+        # proves that an unchanged source gives a byte-identical wheel, so nothing changes.
+        "warehouse_voice_package_src": str(release_kit.source),
+        "warehouse_voice_build_dir": str(work / "build"),
+        "warehouse_voice_wheel_build_args": release_kit.build_args(),
+        "warehouse_voice_pip_extra_args": release_kit.pip_args(),
+        "warehouse_voice_gemini_api_key": GEMINI_KEY,
+        "warehouse_voice_inventory_token": INVENTORY_TOKEN,
+        # No systemd here, so no daemon to ask: the health check stands in by loading the
+        # live release's daemon code as the service user and answering as `ctl status` does.
+        # The switch, the check and the rollback around it are the role's own.
+        "warehouse_voice_health_check": True,
+        "warehouse_voice_health_argv": [
+            "{{ warehouse_voice_target_current }}/bin/python",
+            "-c",
+            "import json, device.daemon; print(json.dumps({'ok': True, 'state': 'idle'}))",
+        ],
+        "warehouse_voice_health_retries": 1,
+        "warehouse_voice_health_delay": 0,
+    }
+    (work / "extra.json").write_text(json.dumps(extra))
+    # The upgrades, as built wheels (the role's other kind of package source): a release
+    # whose daemon cannot start (its config check passes: the config is fine, the code is
+    # not), then a healthy one; both with a changed config.
+    for name, version in (("bad", "0.1.1"), ("good", "0.1.2")):
+        wheel = derive_wheel(release_kit.wheel, work / name, version, broken=name == "bad")
+        upgrade: dict[str, object] = {
+            "warehouse_voice_package_src": str(wheel),
+            "warehouse_voice_config_extra": {"live": {"voice": "Charon"}},
+        }
+        if name == "good":
+            # The healthy upgrade also moves the device to ephemeral tokens.
+            upgrade |= {
+                "warehouse_voice_auth": "ephemeral",
+                "warehouse_voice_broker_url": "https://broker.site.lan:8443",
+                "warehouse_voice_broker_token": BROKER_TOKEN,
+            }
+        (work / f"upgrade-{name}.json").write_text(json.dumps(upgrade))
+    env = ansible_env(playbooks, work)
+
+    def play(*flags: str) -> Run:
+        args = ("-i", str(work / "inventory.json"), "-e", f"@{work / 'extra.json'}", *flags)
+        return run_playbook(playbooks, work, HOST, *args, env=env)
+
+    try:
+        check_on_fresh = play("--check", "--diff")
+        left_by_check = sorted(str(p) for p in destdir.rglob("*")) if destdir.exists() else []
+        first = play()
+        second = play()
+        check_after = play("--check", "--diff")
+        yield Provisioned(
+            destdir,
+            service_user,
+            check_on_fresh,
+            left_by_check,
+            first,
+            second,
+            check_after,
+            play,
+            work,
+        )
+    finally:
+        close_ssh_masters(work)
+        subprocess.run(["userdel", service_user], capture_output=True, timeout=60)
+        subprocess.run(["groupdel", service_user], capture_output=True, timeout=60)
+        if not gpio_existed:
+            subprocess.run(["groupdel", "gpio"], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def upgraded(provisioned: Provisioned) -> Upgraded:
+    """Runs after every test of the first install (test_playbook_install.py sorts before
+    test_playbook_upgrade.py), whose files it changes."""
+    destdir, work = provisioned.destdir, provisioned.work
+    releases = {"first": (destdir / CURRENT).resolve()}
+    bad = provisioned.play("-e", f"@{work / 'upgrade-bad.json'}")
+    releases["bad"] = _newest_release(destdir, exclude=releases["first"])
+    live_config = destdir / "etc/warehouse-voice/config.toml"
+    after_bad = ((destdir / CURRENT).resolve(), load_settings(live_config).live.voice)
+    good = provisioned.play("-e", f"@{work / 'upgrade-good.json'}")
+    releases["good"] = (destdir / CURRENT).resolve()
+    return Upgraded(bad, good, releases, after_bad)
+
+
+def _newest_release(destdir: Path, *, exclude: Path) -> Path:
+    others = [p for p in (destdir / RELEASES).iterdir() if p.resolve() != exclude]
+    assert others, "the upgrade installed no release"
+    return max(others, key=lambda p: p.stat().st_mtime)
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
