@@ -1,4 +1,4 @@
-"""A shift that outlives its connections: goAway every second, many seams, nothing lost."""
+"""A shift that outlives its connections: goAway every 4 s of audio, many seams, nothing lost."""
 
 from __future__ import annotations
 
@@ -32,13 +32,16 @@ def shift() -> Scenario:
         )
         for i in range(QUESTIONS)
     ]
-    # goAway one second (wall clock) into every connection, with five seconds to go.
+    # goAway after every 4 s of microphone audio new to the session (about 0.5 s at the
+    # microphone's 8x), with 30 s of audio to go. The lifetime counts the session's audio, not
+    # the wall clock, so on a loaded machine a reconnect's cost never eats a lifetime: each
+    # connection moves the shift on by 4 s of audio, and a turn always fits in one.
     return Scenario(
         name="long-shift",
         speed=4.0,
-        goaway_clock="wall",
+        goaway_clock="audio",
         goaway_after_s=4.0,
-        goaway_time_left_s=20.0,
+        goaway_time_left_s=30.0,
         # The exact microphone check below needs the consumed index: with it the device re-sends
         # exactly the audio a handle does not hold. Without it (the Gemini API, the emulator's
         # default since issue 11) the device re-sends everything since the handle, a little
@@ -54,7 +57,13 @@ async def test_many_connection_lifetimes_without_a_seam(  # type: ignore[no-unty
 ) -> None:
     wav, pcm = mic_script(QUESTIONS, gap_s=8.0)
     rig = await rig_factory(
-        shift(), mic=WavSource(wav, speed=8, tail_silence_s=None), idle_timeout_s=10.0
+        shift(),
+        mic=WavSource(wav, speed=8, tail_silence_s=None),
+        idle_timeout_s=10.0,
+        # The outbox and replay bound counts audio; the microphone runs 8x real time, so the
+        # default 15 s would be under 2 s of wall clock: a reconnect slowed by a loaded machine
+        # would drop the worker's words. 120 s of audio is the 15 s a real device has.
+        replay_audio_s=120.0,
     )
     await rig.start()
     rig.appliance.tap()
