@@ -216,3 +216,59 @@ async def rig_factory(
         rig.event_log.close()
     for emulator in emulators:
         await emulator.stop()
+
+
+class TurnPacedMic(WavSource):
+    """A worker who asks the demo question `times` times, and asks the next one only once the
+    previous one was answered (`answered(n)` true for n answers) and `gap_s` of silence passed.
+
+    Paced like WavSource (`speed` times real time), but the gap between questions is an event,
+    not a stretch of wall clock: on a loaded machine a slow reply is never talked over by the
+    next question. `delivered` is exactly what the microphone sent, for byte checks.
+    """
+
+    def __init__(
+        self,
+        answered: Callable[[int], bool],
+        *,
+        times: int,
+        gap_s: float,
+        speed: float = 8.0,
+    ) -> None:
+        super().__init__(REQUEST_WAV, speed=speed, tail_silence_s=None)
+        self._answered = answered
+        self._times = times
+        self._gap_chunks = max(1, round(gap_s * 1000 / self.chunk_ms))
+        self.delivered = bytearray()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        opened_here = not self._opened
+        await self.open()
+        loop = asyncio.get_running_loop()
+        interval = self.chunk_ms / 1000 / self.speed
+        question = self._pcm + bytes(-len(self._pcm) % self.chunk_bytes)
+        silence = bytes(self.chunk_bytes)
+        count, start, asked, quiet = 0, loop.time(), 0, 0
+        try:
+            while not self._closed:
+                if asked < self._times and (
+                    asked == 0 or (quiet >= self._gap_chunks and self._answered(asked))
+                ):
+                    pieces = [
+                        question[i : i + self.chunk_bytes]
+                        for i in range(0, len(question), self.chunk_bytes)
+                    ]
+                    asked, quiet = asked + 1, 0
+                else:
+                    pieces, quiet = [silence], quiet + 1
+                for chunk in pieces:
+                    count += 1
+                    await asyncio.sleep(max(0.0, start + count * interval - loop.time()))
+                    if self._closed:
+                        return
+                    self._samples_delivered += len(chunk) // 2
+                    self.delivered += chunk
+                    yield chunk
+        finally:
+            if opened_here:
+                await self.close()
