@@ -234,12 +234,15 @@ class TurnPacedMic(WavSource):
         times: int,
         gap_s: float,
         speed: float = 8.0,
+        chunk_ms: int = 20,
     ) -> None:
-        super().__init__(REQUEST_WAV, speed=speed, tail_silence_s=None)
+        super().__init__(REQUEST_WAV, speed=speed, tail_silence_s=None, chunk_ms=chunk_ms)
         self._answered = answered
         self._times = times
         self._gap_chunks = max(1, round(gap_s * 1000 / self.chunk_ms))
         self.delivered = bytearray()
+        # Where each question ended in `delivered` (bytes).
+        self.question_ends: list[int] = []
 
     async def chunks(self) -> AsyncIterator[bytes]:
         opened_here = not self._opened
@@ -259,6 +262,7 @@ class TurnPacedMic(WavSource):
                         for i in range(0, len(question), self.chunk_bytes)
                     ]
                     asked, quiet = asked + 1, 0
+                    self.question_ends.append(len(self.delivered) + len(question))
                 else:
                     pieces, quiet = [silence], quiet + 1
                 for chunk in pieces:
