@@ -185,7 +185,9 @@ async def rig_factory(
         bus.subscribe(track)
         event_log = EventLog(tmp_path / "events.jsonl", device_id="test-01")
         bus.subscribe(event_log)
-        mic = mic or WavSource(REQUEST_WAV, speed=mic_speed, tail_silence_s=None)
+        # 50 ms chunks: at mic_speed 8-20, 20 ms chunks would ask the device for 400-1000
+        # frames a second, a backlog on a loaded machine that delays tool answers.
+        mic = mic or WavSource(REQUEST_WAV, speed=mic_speed, tail_silence_s=None, chunk_ms=50)
         speaker = speaker or WavSink(tmp_path / "reply.wav", speed=speaker_speed)
         await speaker.open()
         made_tools = tools(bus) if tools is not None else RecordingTools()
