@@ -136,7 +136,13 @@ class Connection(ClientFrames):
     def _issue_handle(self, phase: Phase, pending: tuple[str, ...] = ()) -> None:
         if not self._resumable:
             return
-        handle = self.script.issue_handle(self._session_id, self._position, phase, pending)
+        handle = self.script.issue_handle(
+            self._session_id,
+            self._position,
+            phase,
+            pending,
+            self._start.audio_base + self.record.audio_samples,
+        )
         self.record.handles_issued.append(handle)
         index = self._consumed_index
         self.record.checkpoints.append(Checkpoint(handle, phase, index, self.record.audio_samples))
@@ -315,7 +321,14 @@ class Connection(ClientFrames):
     def go_away(self, detail: str) -> None:
         self._goaway.now(detail)
 
+    def new_audio_samples(self) -> int:
+        """Input audio on this connection that the session had not heard before: what a
+        resumed device sends again first does not use up the connection's lifetime."""
+        return self._start.audio_base + self.record.audio_samples - self._start.heard
+
     def _check_goaway(self) -> None:
+        if self._session_id:
+            self.script.heard(self._session_id, self._start.audio_base + self.record.audio_samples)
         if not self._closing:
             self._goaway.audio_arrived()
 

@@ -1,10 +1,14 @@
 """goAway and its deadline, on the input-audio clock or the wall clock.
 
-- `goaway_clock = "audio"`: goAway once `goaway_after_s` of input audio arrived on the
-  connection, and the close `goaway_time_left_s` of audio later (as the emulator always did).
+- `goaway_clock = "audio"`: goAway once `goaway_after_s` of input audio new to the session
+  arrived on the connection, and the close `goaway_time_left_s` of audio later. Audio a
+  resumed device sends again (what its handle did not hold) is not new: a lifetime always
+  moves the session on by `goaway_after_s`, however long a reconnect took (a real lifetime is
+  minutes, the re-sent audio seconds), so a turn never loops on the same seam.
 - `goaway_clock = "wall"`: goAway `goaway_after_s / speed` seconds after setupComplete, with
   `timeLeft = goaway_time_left_s / speed`, and the close when that has passed.
-- A turn's `goaway_after_ms` fault sends it mid-reply, with the wall-clock deadline.
+- A turn's `goaway_after_ms` fault sends it mid-reply, and `goaway_after_tool_response` once
+  the answers are consumed, with the wall-clock deadline.
 - `input_fault_after_s` (first connection only, once): a goAway with the wall-clock deadline,
   or a dropped link, at that point of the input audio, so it can land inside a request.
 
@@ -30,6 +34,8 @@ class GoAwayChannel(Protocol):
 
     def send(self, payload: dict[str, Any], on_sent: Any = None) -> None: ...
 
+    def new_audio_samples(self) -> int: ...
+
     def close(self, code: int, reason: str, on_closed: Any = None) -> None: ...
 
     def drop(self) -> None: ...
@@ -43,6 +49,8 @@ class GoAway:
     def __init__(self, channel: GoAwayChannel) -> None:
         self._channel = channel
         self._sent = False
+        # Input audio samples on the connection when the audio clock's goAway went out.
+        self._sent_at = 0
         self._deadline_queued = False
         self._input_faulted = False
         self._timers: set[asyncio.Task[None]] = set()
@@ -64,6 +72,7 @@ class GoAway:
         channel = self._channel
         left = channel.scenario.goaway_time_left_s / channel.scenario.speed
         self._sent = True
+        self._sent_at = channel.record.audio_samples
         channel.fault("goaway", None, detail, self._turn_in_progress())
         channel.send(wire.go_away(round(left, 3)))
         self._timer(self._deadline(left))
@@ -77,20 +86,23 @@ class GoAway:
         if after is None or scenario.goaway_clock != "audio":
             return
         rate = channel.record.audio_rate or wire.DEFAULT_INPUT_RATE
-        elapsed = channel.record.audio_samples / rate
-        if not self._sent and elapsed >= after:
-            self._sent = True
-            channel.fault(
-                "goaway", None, f"after {elapsed:.3f} s of input audio", self._turn_in_progress()
-            )
-            channel.send(wire.go_away(scenario.goaway_time_left_s))
-        elif (
-            self._sent
-            and not self._deadline_queued
-            and elapsed >= after + scenario.goaway_time_left_s
-        ):
+        if not self._sent:
+            fresh = channel.new_audio_samples() / rate
+            if fresh >= after:
+                self._sent = True
+                self._sent_at = channel.record.audio_samples
+                channel.fault(
+                    "goaway",
+                    None,
+                    f"after {fresh:.3f} s of new input audio",
+                    self._turn_in_progress(),
+                )
+                channel.send(wire.go_away(scenario.goaway_time_left_s))
+            return
+        since = (channel.record.audio_samples - self._sent_at) / rate
+        if not self._deadline_queued and since >= scenario.goaway_time_left_s:
             self._deadline_queued = True
-            channel.fault("goaway_deadline", None, f"after {elapsed:.3f} s of input audio")
+            channel.fault("goaway_deadline", None, f"{since:.3f} s of input audio after goAway")
             channel.close(scenario.goaway_close_code, _DEADLINE_REASON)
 
     def _input_fault(self) -> None:

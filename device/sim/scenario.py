@@ -55,6 +55,9 @@ class TurnSpec(_Model):
     close_on_tool_response: int | None = Field(default=None, ge=1000, le=4999)
     close_after_tool_response: int | None = Field(default=None, ge=1000, le=4999)
     stall_after_tool_response: bool = False
+    # goAway (timeLeft = goaway_time_left_s / speed, wall clock) once the answers are consumed:
+    # an event, so the deadline lands after the tool round trip however slow the machine is.
+    goaway_after_tool_response: bool = False
     cancel_tool_calls: bool = False
     # goAway (timeLeft = goaway_time_left_s / speed, wall clock) after this much reply audio.
     goaway_after_ms: int | None = Field(default=None, ge=0)
@@ -80,6 +83,7 @@ class TurnSpec(_Model):
                 "close_on_tool_response",
                 "close_after_tool_response",
                 "stall_after_tool_response",
+                "goaway_after_tool_response",
                 "cancel_tool_calls",
             )
             if getattr(self, name) not in (None, False)

@@ -25,6 +25,7 @@ _NO_FAULTS = {
     "close_on_tool_response": None,
     "close_after_tool_response": None,
     "stall_after_tool_response": False,
+    "goaway_after_tool_response": False,
     "cancel_tool_calls": False,
     "goaway_after_ms": None,
 }
@@ -51,6 +52,12 @@ class Start:
     stale: bool = False  # resumed with a handle older than the session's newest
     # "reply" phase: the byte of the reply to go on from (what a cut-off connection had sent).
     offset: int = 0
+    # Input audio samples the session holds at this point (0 for a fresh session): a resumed
+    # connection's audio counts on from here.
+    audio_base: int = 0
+    # The most input audio any connection of this session had heard when this one began: what
+    # a resumed device sends again first is not new to the session.
+    heard: int = 0
 
 
 @dataclass
@@ -60,6 +67,8 @@ class _Session:
     # (position, bytes sent) of a reply a connection was cut off in: the model said that much,
     # so a resumed session goes on from there instead of saying it again.
     cut: tuple[int, int] | None = None
+    # The furthest input audio (in samples since the session began) any connection heard.
+    heard: int = 0
 
 
 class Script:
@@ -93,6 +102,8 @@ class Script:
                     "reply",
                     offset=session.cut[1],
                     stale=handle != newest,
+                    audio_base=snapshot.audio_base,
+                    heard=session.heard,
                 )
             return Start(
                 snapshot.session_id,
@@ -100,6 +111,8 @@ class Script:
                 snapshot.phase,
                 snapshot.pending,
                 stale=handle != newest,
+                audio_base=snapshot.audio_base,
+                heard=session.heard,
             )
         start = self._shared_position if self.scenario.progress == "shared" else 0
         session_id = secrets.token_hex(6)
@@ -131,6 +144,11 @@ class Script:
             self._faulted.add(index)
         return spec, self.audio[index]
 
+    def heard(self, session_id: str, samples: int) -> None:
+        """A connection of the session has heard input audio up to `samples` (session time)."""
+        session = self._sessions.setdefault(session_id, _Session())
+        session.heard = max(session.heard, samples)
+
     def advance(self, position: int) -> None:
         """A connection has used up every turn before `position`."""
         self._shared_position = max(self._shared_position, position)
@@ -147,8 +165,13 @@ class Script:
         position: int,
         phase: Phase = "idle",
         pending: tuple[str, ...] = (),
+        audio_samples: int = 0,
     ) -> str:
+        """`audio_samples`: the input audio the handle holds, in samples since the session
+        began."""
         handle = f"{session_id}-{next(self._counter)}"
-        self._handles[handle] = Start(session_id, position, phase, pending)
+        self._handles[handle] = Start(
+            session_id, position, phase, pending, audio_base=audio_samples
+        )
         self._sessions.setdefault(session_id, _Session()).newest_handle = handle
         return handle

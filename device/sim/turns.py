@@ -164,6 +164,8 @@ async def _tool_round_trip(
     if spec.cancel_tool_calls:
         channel.fault("cancel_tool_calls", turn_no, ",".join(sorted(ids)))
         channel.send(wire.tool_call_cancellation(sorted(ids)))
+    if spec.goaway_after_tool_response:
+        channel.go_away("after the tool answers were consumed")
     if spec.stall_after_tool_response:
         channel.fault("stall_after_tool_response", turn_no)
         # The model never speaks again on this connection; only the client leaving ends it.

@@ -185,7 +185,9 @@ async def rig_factory(
         bus.subscribe(track)
         event_log = EventLog(tmp_path / "events.jsonl", device_id="test-01")
         bus.subscribe(event_log)
-        mic = mic or WavSource(REQUEST_WAV, speed=mic_speed, tail_silence_s=None)
+        # 50 ms chunks: at mic_speed 8-20, 20 ms chunks would ask the device for 400-1000
+        # frames a second, a backlog on a loaded machine that delays tool answers.
+        mic = mic or WavSource(REQUEST_WAV, speed=mic_speed, tail_silence_s=None, chunk_ms=50)
         speaker = speaker or WavSink(tmp_path / "reply.wav", speed=speaker_speed)
         await speaker.open()
         made_tools = tools(bus) if tools is not None else RecordingTools()
@@ -216,3 +218,64 @@ async def rig_factory(
         rig.event_log.close()
     for emulator in emulators:
         await emulator.stop()
+
+
+class TurnPacedMic(WavSource):
+    """A worker who asks the demo question `times` times, and asks the next one only once the
+    previous one was answered (`answered(n)` true for n answers) and `gap_s` of silence passed.
+
+    Paced like WavSource (`speed` times real time), but the gap between questions is an event,
+    not a stretch of wall clock: on a loaded machine a slow reply is never talked over by the
+    next question. `delivered` is exactly what the microphone sent, for byte checks. Chunks are
+    50 ms: at 8x, 20 ms chunks ask for 400 frames a second, more than a loaded machine sends.
+    """
+
+    def __init__(
+        self,
+        answered: Callable[[int], bool],
+        *,
+        times: int,
+        gap_s: float,
+        speed: float = 8.0,
+        chunk_ms: int = 50,
+    ) -> None:
+        super().__init__(REQUEST_WAV, speed=speed, tail_silence_s=None, chunk_ms=chunk_ms)
+        self._answered = answered
+        self._times = times
+        self._gap_chunks = max(1, round(gap_s * 1000 / self.chunk_ms))
+        self.delivered = bytearray()
+        # Where each question ended in `delivered` (bytes).
+        self.question_ends: list[int] = []
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        opened_here = not self._opened
+        await self.open()
+        loop = asyncio.get_running_loop()
+        interval = self.chunk_ms / 1000 / self.speed
+        question = self._pcm + bytes(-len(self._pcm) % self.chunk_bytes)
+        silence = bytes(self.chunk_bytes)
+        count, start, asked, quiet = 0, loop.time(), 0, 0
+        try:
+            while not self._closed:
+                if asked < self._times and (
+                    asked == 0 or (quiet >= self._gap_chunks and self._answered(asked))
+                ):
+                    pieces = [
+                        question[i : i + self.chunk_bytes]
+                        for i in range(0, len(question), self.chunk_bytes)
+                    ]
+                    asked, quiet = asked + 1, 0
+                    self.question_ends.append(len(self.delivered) + len(question))
+                else:
+                    pieces, quiet = [silence], quiet + 1
+                for chunk in pieces:
+                    count += 1
+                    await asyncio.sleep(max(0.0, start + count * interval - loop.time()))
+                    if self._closed:
+                        return
+                    self._samples_delivered += len(chunk) // 2
+                    self.delivered += chunk
+                    yield chunk
+        finally:
+            if opened_here:
+                await self.close()

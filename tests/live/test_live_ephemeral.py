@@ -17,11 +17,11 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from device.audio.source import WavSource
 from device.live.connect import live_connector, read_instructions
 from device.sim.emulator import Emulator
 from device.sim.scenario import Scenario, ToolCallSpec, TurnSpec
 from device.sim.tls import client_ssl_context
+from tests.live.conftest import TurnPacedMic
 
 pytestmark = pytest.mark.slow
 
@@ -133,7 +133,7 @@ tls_key_file = "{emu.ca_file.parent / "server.key"}"
 
 
 async def test_device_talks_through_broker_tokens_and_never_sees_the_key(  # type: ignore[no-untyped-def]
-    rig_factory, mic_script, site, tmp_path: Path, caplog
+    rig_factory, site, tmp_path: Path, caplog
 ) -> None:
     caplog.set_level(logging.DEBUG)
     key: str = site["key"]
@@ -161,7 +161,17 @@ async def test_device_talks_through_broker_tokens_and_never_sees_the_key(  # typ
         broker_url=site["broker"].url,
         broker_ca_file=str(emu.ca_file),
         broker_token_file=str(device_dir / "broker-token"),
-        mic=WavSource(mic_script(2, gap_s=8.0)[0], speed=8, tail_silence_s=None),
+        # The second question comes once the first is answered and the device has resumed
+        # on a second connection (an event, not 1 s of wall clock: a loaded machine may take
+        # longer to leave, and the question would land on the first connection).
+        mic=TurnPacedMic(
+            lambda n: (
+                len(emu.record.connections) > n
+                and sum(t.generation_complete for t in emu.record.turns) >= n
+            ),
+            times=2,
+            gap_s=8.0,
+        ),
         idle_timeout_s=5.0,
     )
     await rig.start()

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from device.audio.source import WavSource
 from device.events import State
 from device.service.eventlog import read_events
+from device.sim.emulator import Emulator
 from device.sim.scenario import Scenario, ToolCallSpec, TurnSpec
+from tests.live.conftest import TurnPacedMic
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +42,21 @@ def two_turns(first: dict[str, Any], **session: Any) -> Scenario:
 
 
 async def test_goaway_mid_reply_finishes_the_reply_then_resumes(  # type: ignore[no-untyped-def]
-    rig_factory, mic_script, tmp_path: Path
+    rig_factory, tmp_path: Path
 ) -> None:
     # goAway comes one second into the 3.4 s reply, with plenty of time left.
     scenario = two_turns({"goaway_after_ms": 1000}, speed=3.0, goaway_time_left_s=60.0)
-    wav, _ = mic_script(2, gap_s=14.0)
-    rig = await rig_factory(
-        scenario, mic=WavSource(wav, speed=8, tail_silence_s=None), idle_timeout_s=10.0
-    )
+    # The second question comes once the first reply is answered and the device has resumed
+    # (events): on a loaded machine a slow reply is neither talked over nor outlived.
+    emulators: list[Emulator] = []
+
+    def resumed_after(n: int) -> bool:
+        record = emulators[0].record
+        return len(record.connections) > n and len(record.finished_turns) >= n
+
+    mic = TurnPacedMic(resumed_after, times=2, gap_s=4.0)
+    rig = await rig_factory(scenario, mic=mic, idle_timeout_s=10.0)
+    emulators.append(rig.emulator)
     await rig.start()
     rig.appliance.tap()
     emu = rig.emulator
@@ -90,28 +98,29 @@ async def test_goaway_mid_reply_finishes_the_reply_then_resumes(  # type: ignore
 async def test_goaway_deadline_fires_without_another_server_message(  # type: ignore[no-untyped-def]
     rig_factory, tmp_path: Path
 ) -> None:
-    # After the tool answer the model goes silent on this connection; goAway (wall clock)
-    # says 1.5 s are left. Nothing more comes from the server, so only the device's own
-    # deadline (1.5 s - 1 s margin) can move the conversation on; the server's deadline would
-    # have closed the socket a second later.
+    # Once the tool answer is consumed the model goes silent on this connection, and goAway
+    # (wall clock, as the service's timeLeft is) says 4 s are left. The goAway is sent on that
+    # event, not on a timer from setup, so however slow the machine the deadline lands while
+    # the model is silent. Nothing more comes from the server, so only the device's own
+    # deadline (4 s - 3 s margin) can move the conversation on; the server's own deadline is
+    # 3 s later, a margin no scheduling delay on a loaded machine comes near.
     scenario = Scenario(
         name="goaway-deadline",
         speed=1.0,
-        goaway_clock="wall",
-        goaway_after_s=0.4,
-        goaway_time_left_s=1.5,
+        goaway_time_left_s=4.0,
         handles_during_tools=True,
         turns=[
             TurnSpec(
                 user_transcript="Where is SKU 104417?",
                 tool_calls=[FIND],
+                goaway_after_tool_response=True,
                 stall_after_tool_response=True,
                 reply_text="Aisle twelve.",
             )
         ],
     )
     rig = await rig_factory(
-        scenario, mic_speed=20.0, idle_timeout_s=10.0, goaway_margin_s=1.0, stall_timeout_s=30.0
+        scenario, mic_speed=20.0, idle_timeout_s=10.0, goaway_margin_s=3.0, stall_timeout_s=30.0
     )
     await rig.start()
     rig.appliance.press("gpio")
