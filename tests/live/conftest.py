@@ -18,6 +18,7 @@ from device.audio.source import AudioSource, WavSource
 from device.audio.wavio import read_wav
 from device.config import REPO_CONFIG_DIR, Settings, settings_from_dict
 from device.events import Event, EventBus, State, StateChanged
+from device.inventory.server import RunningInventory, serve_inventory
 from device.live.connect import LiveConnector, read_instructions
 from device.service.eventlog import EventLog
 from device.sim.emulator import Emulator
@@ -279,3 +280,10 @@ class TurnPacedMic(WavSource):
         finally:
             if opened_here:
                 await self.close()
+
+
+@pytest.fixture
+async def inventory(tmp_path: Path) -> AsyncIterator[RunningInventory]:
+    """The reference inventory API on SQLite with the demo stock."""
+    async with serve_inventory(tmp_path / "inventory.db", seed="demo") as inv:
+        yield inv

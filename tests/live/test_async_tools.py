@@ -5,7 +5,6 @@ cancels leaves nothing pending and commits nothing (device/live/tool_modes.py)."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 
 from device.audio.source import WavSource
 from device.events import Event, EventBus, Speaking
-from device.inventory.server import RunningInventory, serve_inventory
+from device.inventory.server import RunningInventory
 from device.sim.record import EmulatorRecord
 from device.sim.scenario import Scenario, ToolCallSpec, TurnSpec
 from device.tools.dispatcher import ToolDispatcher
@@ -97,12 +96,6 @@ async def test_a_lookup_runs_while_the_model_says_it_is_checking(  # type: ignor
     assert rig.emulator.reply_audio(0)
     out = (tmp_path / "reply.wav").read_bytes()
     assert out.endswith(b"".join(record.reply_pcm))
-
-
-@pytest.fixture
-async def inventory(tmp_path: Path) -> AsyncIterator[RunningInventory]:
-    async with serve_inventory(tmp_path / "inventory.db", seed="demo") as inv:
-        yield inv
 
 
 async def stock(inv: RunningInventory, location: str) -> int:

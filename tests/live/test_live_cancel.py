@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,7 +9,7 @@ import pytest
 
 from device.audio.source import WavSource
 from device.events import ConfirmationResolved, Event, EventBus, ToolFinished
-from device.inventory.server import RunningInventory, serve_inventory
+from device.inventory.server import RunningInventory
 from device.sim.scenario import Scenario, ToolCallSpec, TurnSpec
 from device.tools.dispatcher import ToolDispatcher
 from device.tools.inventory_client import InventoryClient
@@ -24,12 +22,6 @@ MOVE = ToolCallSpec(
     args={"sku": "104417", "from_location": "A-12-03", "to_location": "A-14-01", "quantity": 5},
 )
 COMMIT = ToolCallSpec(id="commit-1", name="confirm_pending_action", args={"decision": "confirm"})
-
-
-@pytest.fixture
-async def inventory(tmp_path: Path) -> AsyncIterator[RunningInventory]:
-    async with serve_inventory(tmp_path / "inventory.db", seed="demo") as inv:
-        yield inv
 
 
 async def stock(inv: RunningInventory, location: str) -> int:

@@ -3,14 +3,11 @@ cached across sessions, refreshed when stale, and sent in the setup the emulator
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from device.config import settings_from_dict
-from device.inventory.server import RunningInventory, serve_inventory
+from device.inventory.server import RunningInventory
 from device.live.connect import (
     LiveConnector,
     build_connect_config,
@@ -21,12 +18,6 @@ from device.live.vocabulary import SiteVocabulary, build_terms, inventory_fetch
 from device.sim.scenario import load_scenario
 
 CONFIRM = ["confirm", "correct"]
-
-
-@pytest.fixture
-async def inventory(tmp_path: Path) -> AsyncIterator[RunningInventory]:
-    async with serve_inventory(tmp_path / "inventory.db", seed="demo") as inv:
-        yield inv
 
 
 async def test_the_site_vocabulary_reaches_the_setup(  # type: ignore[no-untyped-def]
