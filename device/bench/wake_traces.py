@@ -7,6 +7,8 @@ named by system, part and VAD, and carry `TRACE_VERSION`.
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -111,6 +113,7 @@ def _score_part(
     )
     if path is not None and path.is_file():
         return load_trace(path)
+    started = time.process_time(), time.perf_counter()
     if segment is None:
         trace = score_system(model_set, system, clips=positive_clips(quick), vad=vad)
     else:
@@ -118,6 +121,14 @@ def _score_part(
         trace = score_system(model_set, system, negatives=negatives, vad=vad)
     if path is not None:
         save_trace(trace, path)
+    # Progress on stderr: a 10-hour run at nice 19 on a shared machine takes hours of wall time.
+    print(
+        f"wake bench: scored {system} {_part_name(quick, segment, seconds)}: "
+        f"{trace.audio_s:.0f} s of audio in {time.process_time() - started[0]:.0f} CPU s, "
+        f"{time.perf_counter() - started[1]:.0f} s wall",
+        file=sys.stderr,
+        flush=True,
+    )
     return trace
 
 
