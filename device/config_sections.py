@@ -127,7 +127,8 @@ class WakeSettings(_Section):
     # Unset: each model's threshold from the wake benchmark (device.wake.models.BENCH_THRESHOLDS).
     threshold: float | None = Field(None, gt=0, lt=1)
     # Run unset thresholds at the benchmark's figure (0.5 false accepts per hour) rather than
-    # openWakeWord's 0.5. Off for now: a later hit at a high threshold outruns the pre-roll.
+    # openWakeWord's 0.5. Off: that figure (0.925) is from 1 hour of negatives only, and hits at
+    # 0.925 come up to 480 ms later than at 0.5, past the trim's search and the pre-roll (README).
     benchmark_thresholds: bool = False
     refractory_s: float = Field(2.0, ge=0, le=60)
     # Per-model overrides: [wake.per_model.NAME] threshold / refractory_s / end_latency_s.

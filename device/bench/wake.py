@@ -4,7 +4,8 @@
     python -m device.bench.wake --quick         # 48 clips, 10 minutes of negatives
     python -m device.bench.wake --jobs 2 --systems raw,speex-30
 
-The accuracy benchmark is `device.bench.wake_compare` over `device.bench.wake_clips` and
+The accuracy benchmark is `device.bench.wake_compare` (scored by `wake_score`, cached by
+`wake_traces`) over `device.bench.wake_clips` and
 `device.bench.wake_negatives`: per system (bare openWakeWord, and the front ends of
 `device.wake.frontend`), the miss rate per SNR at 0.1 and 0.5 false accepts per hour. Score
 traces are cached under ~/.cache/warehouse-voice-bench/traces, so a re-run only re-prints.
@@ -274,7 +275,8 @@ def benchmark(
 
     Returns the traces, the rows of the table, the CPU figures and the verdict lines.
     """
-    from device.bench.wake_compare import cpu_figures, rows_for, score_all, verdict
+    from device.bench.wake_compare import cpu_figures, rows_for, verdict
+    from device.bench.wake_traces import score_all
     from device.wake.frontend import DAEMON_FRONT_END
 
     if "raw" not in systems:

