@@ -46,6 +46,18 @@ class Outbox:
         self._trim()
         self._ready.set()
 
+    def put_answer(self, item: Outgoing) -> None:
+        """Queue a tool answer ahead of the mic audio and frames still waiting: the model is
+        waiting on it, and a backlog of streamed input (a slow link, a loaded device) would
+        otherwise hold it up for as long as that input takes to send. It keeps behind earlier
+        answers and leading markers; markers keep their place around the audio they frame."""
+        at = next(
+            (n for n, queued in enumerate(self._items) if queued.kind in ("audio", "video")),
+            len(self._items),
+        )
+        self._items.insert(at, item)
+        self._ready.set()
+
     def put_front(self, items: Iterable[Outgoing]) -> None:
         for item in reversed(list(items)):
             self._items.appendleft(item)

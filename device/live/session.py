@@ -206,7 +206,7 @@ class Conversation:
 
     def _deliver_answer(self, answer: types.FunctionResponse) -> None:
         self.touch()
-        self.outbox.put(Outgoing("tool_response", answer))
+        self.outbox.put_answer(Outgoing("tool_response", answer))
 
     def _end_session_tool(self, args: dict[str, Any]) -> dict[str, Any]:
         reason = str(args.get("reason") or "").strip()
