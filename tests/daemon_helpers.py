@@ -29,7 +29,7 @@ idle_timeout_s = {idle_timeout_s}
 {live_extra}
 [audio]
 input = "wav"
-input_wav = "{config_dir}/demo/where-is-sku.wav"
+input_wav = "{input_wav}"
 input_wav_cue = "listening"
 output = "wav"
 output_wav = "{work}/reply.wav"
@@ -57,11 +57,13 @@ def write_daemon_config(
     live_extra: str = "",
     sections: str = "",
     tools_extra: str = "",
+    input_wav: Path | None = None,
 ) -> Path:
     """`work/config.toml` for a daemon against the emulator at `url` and the inventory API.
 
     `live_extra` and `tools_extra` are more lines for [live] and [tools]; `sections` are whole
-    further sections (placed before [tools])."""
+    further sections (placed before [tools]). `input_wav` replaces the demo WAV the
+    microphone plays each time the device starts listening."""
     config = work / "config.toml"
     config.write_text(
         _TEMPLATE.format(
@@ -75,6 +77,7 @@ def write_daemon_config(
             live_extra=live_extra,
             sections=sections,
             tools_extra=tools_extra,
+            input_wav=input_wav or REPO_CONFIG_DIR / "demo" / "where-is-sku.wav",
         )
     )
     return config

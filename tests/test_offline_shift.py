@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import signal
+import wave
 from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
@@ -112,6 +113,15 @@ class Daemon:
         return self.stderr.read_text()
 
 
+def quiet_wav(path: Path) -> Path:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16_000)
+        out.writeframes(bytes(2 * 16_000 // 5))  # 200 ms of silence
+    return path
+
+
 def events(work: Path) -> list[dict[str, Any]]:
     lines = (work / "events.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines if line.strip()]
@@ -147,6 +157,12 @@ async def test_moves_confirmed_through_an_outage_and_a_kill_9_are_applied_once_i
         live_extra='turn_detection = "manual"',
         sections='[metrics]\naddress = "127.0.0.1:0"',
         tools_extra="write_queue_retry_max_s = 0.5",
+        # What the worker says is the emulator's transcripts. The demo WAV (0.5 s at 4x) went
+        # on playing after the quick press and release, and once, under a CPU hog, the
+        # read-back began while it did: the gate rightly took that for the worker talking over
+        # the read-back and cut it, so the next "Confirm." was (rightly) refused. A worker who
+        # has finished speaking when they release is a quiet microphone.
+        input_wav=quiet_wav(work / "quiet.wav"),
     )
     daemon = Daemon(work, config)
     try:
