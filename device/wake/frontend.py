@@ -185,8 +185,9 @@ def build_front_end(name: str) -> FrontEnd:
 
 # The detector's own front end in the daemon, chosen by `python -m device.bench.wake`: the
 # one with the fewest misses at 5 and 10 dB that never misses more than bare openWakeWord at
-# the same false accepts per hour. Measured (432 clips, 1 h of negatives, 0.5 FA/h): bare
-# needs threshold 0.995 (a negative scores 0.99) and misses 103/96/97/97 of
-# 108 in quiet/15/10/5 dB; speex-30 holds 0 FA at 0.925 and misses 48/53/48/64. It costs
-# 2.6 ms of CPU per second of audio, 7% of bare predict's 38 ms here.
-DAEMON_FRONT_END = "speex-30"
+# the same false accepts per hour. On 1 hour of negatives speex-30 looked better (0 FA at
+# 0.925, bare needed 0.995), but that was too few hours to tell: on 5.35 hours (432 clips,
+# 2026-12-02, README "Wake word") bare audio misses fewer at 0.5 FA/h at every level
+# (56/66/61/78 of 108 in quiet/15/10/5 dB against speex-30's 75/73/68/82), so the detector
+# hears the raw microphone, exactly what bare openWakeWord hears (and saves speex's CPU).
+DAEMON_FRONT_END = "raw"
