@@ -47,7 +47,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -141,21 +140,13 @@ class EndFinder:
                     "training writes both .onnx and .tflite); without them the detector's "
                     "estimate is used"
                 )
-        import onnxruntime as ort  # type: ignore[import-untyped]
+        from device.wake.runtime import load_session
 
-        options = ort.SessionOptions()
-        # One thread: this runs beside the live wake detector on a small board.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-
-        def session(path: Path) -> Any:
-            return ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-
-        self._mel = session(melspec_path)
-        self._emb = session(embedding_path)
-        self._wake = session(wake_model)
+        # The detector's own sessions for the same files (one thread each, as it runs beside
+        # the live detector on a small board): a second set would cost ~22 MB.
+        self._mel = load_session(melspec_path)
+        self._emb = load_session(embedding_path)
+        self._wake = load_session(wake_model)
         self._wake_input = self._wake.get_inputs()[0].name
 
     # -- openWakeWord's features -------------------------------------------------------------

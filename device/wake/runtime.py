@@ -26,6 +26,7 @@ are 0, as openWakeWord reports while it warms up.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,27 @@ class WakeRuntimeError(RuntimeError):
     """A model file that onnxruntime cannot load or that is not an openWakeWord model."""
 
 
-def _session(path: Path) -> Any:
+def load_session(path: Path) -> Any:
+    """An onnxruntime session for `path`, shared by everyone who runs that file.
+
+    The detector and the wake word's end finder run the same three models, and each session
+    holds its weights and arena: a second set cost the idle daemon ~22 MB (163 MB against a
+    150 MB budget). A session keeps no state between runs, and onnxruntime allows concurrent
+    `run` calls on one session, so sharing is safe; a file replaced on disk (new mtime or size)
+    gets a new session."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return _load(path)  # not cached: onnxruntime's own error names what is wrong
+    return _shared(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _shared(path: Path, mtime_ns: int, size: int) -> Any:
+    return _load(path)
+
+
+def _load(path: Path) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -91,15 +112,15 @@ class OnnxWakeRuntime:
                     f"{path} is not an .onnx model; the wake-word runtime runs openWakeWord's "
                     f".onnx models (training writes both .onnx and .tflite: use the .onnx file)"
                 )
-        self._melspec = _session(melspec_path)
-        self._embedding = _session(embedding_path)
+        self._melspec = load_session(melspec_path)
+        self._embedding = load_session(embedding_path)
         self._mel_input = self._melspec.get_inputs()[0].name
         self._emb_input = self._embedding.get_inputs()[0].name
         self._models: dict[str, Any] = {}
         self._inputs: dict[str, tuple[str, int]] = {}
         self.model_outputs: dict[str, int] = {}
         for key, path in wakewords.items():
-            session = _session(path)
+            session = load_session(path)
             shape = session.get_inputs()[0].shape
             out_shape = session.get_outputs()[0].shape
             if len(shape) != 3 or not isinstance(shape[1], int) or len(out_shape) < 2:
