@@ -136,3 +136,26 @@ print(",".join(heavy))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_end_finder_runs_the_detectors_sessions_and_a_replaced_file_gets_a_new_one(
+    model_set: ModelSet, tmp_path: Path
+) -> None:
+    """Each model file is loaded once per process: a second copy for the end finder cost the
+    idle daemon ~22 MB of its 150 MB budget. A file replaced on disk is loaded afresh."""
+    from device.wake.endpoint import EndFinder
+    from device.wake.runtime import load_session
+
+    melspec, embedding = model_set.feature_paths("onnx")
+    wake = model_set.get("hey_jarvis", "onnx").path
+    runtime = OnnxWakeRuntime({wake.stem: wake}, melspec_path=melspec, embedding_path=embedding)
+    finder = EndFinder(wake, melspec_path=melspec, embedding_path=embedding)
+    assert finder._mel is runtime._melspec and finder._emb is runtime._embedding
+    assert finder._wake is runtime._models[wake.stem]
+
+    copy = tmp_path / wake.name
+    shutil.copyfile(wake, copy)
+    first = load_session(copy)
+    assert load_session(copy) is first
+    shutil.copyfile(melspec, copy)  # another model under the same name
+    assert load_session(copy) is not first
