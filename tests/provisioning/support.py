@@ -17,10 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 PROVISIONING = REPO / "provisioning"
 BIN = Path(sys.executable).parent
 ANSIBLE_PLAYBOOK = BIN / "ansible-playbook"
+needs_ansible = pytest.mark.skipif(
+    not ANSIBLE_PLAYBOOK.exists(), reason="needs ansible-core: pip install ansible-core"
+)
 ANSIBLE_LINT = BIN / "ansible-lint"
 BUILD_WHEEL = PROVISIONING / "roles/warehouse_voice/files/build-wheel.sh"
 # The interpreter the role makes release venvs from (warehouse_voice_python): the wheelhouse

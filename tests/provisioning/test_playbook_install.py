@@ -19,12 +19,10 @@ from tests.provisioning.playbook_fixtures import (
     RELEASES,
     Provisioned,
 )
-from tests.provisioning.support import ANSIBLE_PLAYBOOK, CLEAN_ENV, REPO, task_lines
+from tests.provisioning.support import CLEAN_ENV, REPO, needs_ansible, task_lines
 
 pytestmark = [
-    pytest.mark.skipif(
-        not ANSIBLE_PLAYBOOK.exists(), reason="needs ansible-core: pip install ansible-core"
-    ),
+    needs_ansible,
     pytest.mark.slow,
     # The first test sets up the session's plays: four playbook runs, one installing a release
     # into a fresh venv; a loaded machine takes minutes for each.

@@ -13,17 +13,15 @@ from device.config import load_settings
 from tests.provisioning.playbook_fixtures import BROKER_TOKEN, RELEASES, Provisioned, Upgraded
 from tests.provisioning.support import (
     ANSIBLE_LINT,
-    ANSIBLE_PLAYBOOK,
     BIN,
     PROVISIONING,
     REPO,
+    needs_ansible,
     task_lines,
 )
 
 pytestmark = [
-    pytest.mark.skipif(
-        not ANSIBLE_PLAYBOOK.exists(), reason="needs ansible-core: pip install ansible-core"
-    ),
+    needs_ansible,
     pytest.mark.slow,
     # Two playbook runs, each installing a release into a fresh venv (and, when this file runs
     # alone, the four of the first install before them).

@@ -11,10 +11,10 @@ import pytest
 
 from device.broker.devices import DeviceRegistry
 from tests.provisioning.broker_fixtures import DEVICE_TOKEN, GEMINI_KEY, BrokerRuns
-from tests.provisioning.support import ANSIBLE_PLAYBOOK, REPO
+from tests.provisioning.support import REPO, needs_ansible
 
 pytestmark = [
-    pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="needs ansible-core"),
+    needs_ansible,
     pytest.mark.slow,
     pytest.mark.timeout(1800),
 ]
