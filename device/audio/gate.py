@@ -162,7 +162,7 @@ class HalfDuplexGate:
         envelope = self._envelope_db()
         # The coupling is learned against the usual span's envelope, whatever the span used
         # to decide: learned against the wide one, it stayed low once the span narrowed.
-        narrow = self._envelope_db(wide=False)
+        narrow = self._envelope_db(wide=False) if self.wide else envelope
         expected = max(envelope + self.coupling_db, self.floor_db)
         loud = self._raw_loud(raw_db, envelope, narrow) and mic_db > expected + self.margin_db
         # Speech has gaps between syllables: most of the last `barge_in_ms` must be loud, not
