@@ -18,7 +18,7 @@ APT_PACKAGES := portaudio19-dev libsystemd-dev pkg-config espeak-ng sox alsa-uti
 MODEL_CACHE := $(HOME)/.cache/warehouse-voice-test-models
 export WAREHOUSE_VOICE_TEST_MODEL_CACHE := $(MODEL_CACHE)
 
-.PHONY: setup apt venv models demo test lint wheelcheck clean
+.PHONY: setup apt venv models demo test e2e lint wheelcheck clean
 
 setup: apt venv models
 
@@ -55,6 +55,22 @@ wheelcheck: venv
 
 test: setup lint wheelcheck
 	$(BIN)/pytest -q
+
+# The end-to-end tests: Live sessions against the emulator, hands-free and echo in real time, the
+# daemon as its own process. `make e2e N=10` runs them N times in a row and stops at the first
+# failure; #13 asks for 10 in a row with a CPU hog pinned to one core.
+E2E_TESTS := tests/live tests/wake/test_wake_e2e*.py tests/wake/test_wake_supervised.py \
+	tests/audio/test_audio_pulse.py tests/audio/test_audio_echo.py tests/audio/test_audio_barge_in.py \
+	tests/audio/test_audio_speaker_recovery.py tests/test_daemon.py tests/test_offline_shift.py \
+	tests/service/test_watchdog_daemon.py tests/service/test_daemon_degraded.py \
+	tests/service/test_faults_shown.py
+N ?= 1
+
+e2e: setup
+	@for i in $$(seq 1 $(N)); do \
+		echo "== end-to-end run $$i of $(N)"; \
+		$(BIN)/pytest -q -p no:cacheprovider $(E2E_TESTS) || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
