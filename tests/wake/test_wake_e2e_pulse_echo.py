@@ -109,14 +109,21 @@ class Clock:
     async def until(self, done: Callable[[], bool], *, seconds: float, what: str) -> None:
         capture = self.rig.capture
         limit = capture.samples + round(seconds * RATE)
+        # The wake word's best score while waiting (looked at every 10 ms, each 80 ms frame's
+        # score stays up for eight looks): a wake that never comes says whether the phrase
+        # scored just under its threshold or was never heard.
+        peak = 0.0
         while not done():
+            peak = max(peak, *self.rig.listener.detector.last_scores.values())
             if capture.samples >= limit:
                 seen = [getattr(e, "kind", type(e).__name__) for e in self.rig.events]
                 source = capture.source
                 raise AssertionError(
                     f"{what} did not happen within {seconds:g} s of audio; events so far: "
                     f"{seen[-12:]}, emulator turns {len(self.rig.emulator.record.finished_turns)}, "
-                    f"mic chunks dropped {getattr(source, 'overruns', '?')}"
+                    f"mic chunks dropped {getattr(source, 'overruns', '?')}, PortAudio input "
+                    f"overflows {getattr(source, 'input_overflows', '?')}, best wake score "
+                    f"{peak:.3f}"
                 )
             # Nothing is published per captured chunk: look again a little later.
             await asyncio.sleep(0.01)
