@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_wake_e2e_rig import RATE, HandsFree, hands_free, write_wav
+from test_wake_e2e_rig import RATE, HandsFree, hands_free, worst_alignment_score, write_wav
 
 from device.audio.capture import CaptureLost, CaptureRestored
 from device.audio.source import PyAudioSource
@@ -52,6 +52,7 @@ async def test_capture_recovers_after_the_microphone_vanishes_and_returns(
     tmp_path: Path, model_set: ModelSet
 ) -> None:
     speech, _ = synthesize_parts(["hey jarvis", "where is SKU one zero four four one seven"])
+    assert worst_alignment_score(model_set, speech) >= 0.8  # played in real time: any offset
     phrase = write_wav(
         tmp_path / "phrase.wav",
         noise(3.0, level_dbfs=-60, seed=5) + speech + noise(2.0, level_dbfs=-60, seed=6),
