@@ -257,6 +257,7 @@ DEFAULT_SYSTEMS = (
     "webrtc-very_high",
     "speex-30",
     "speex-15",
+    "late640",  # with raw: a detector that scores every 40 ms (raw+late640)
 )
 
 
@@ -275,7 +276,7 @@ def benchmark(
 
     Returns the traces, the rows of the table, the CPU figures and the verdict lines.
     """
-    from device.bench.wake_compare import cpu_figures, rows_for, verdict
+    from device.bench.wake_compare import cpu_figures, rows_for, two_grids, verdict
     from device.bench.wake_traces import score_all
     from device.wake.frontend import DAEMON_FRONT_END
 
@@ -291,6 +292,9 @@ def benchmark(
         cache=cache,
         cached_only=cached_only,
     )
+    by_system = {t.system: t for t in traces}
+    if "late640" in by_system:
+        traces.append(two_grids(by_system["raw"], by_system["late640"]))
     rows = rows_for(traces, vad=vad)
     return {
         "traces": traces,

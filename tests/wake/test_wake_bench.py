@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from device.bench.wake import cpu_ratio
-from device.bench.wake_clips import SNRS, positive_clips
+from device.bench.wake_clips import SNRS, Clip, positive_clips
 from device.bench.wake_compare import (
     THRESHOLDS,
     detections,
@@ -18,11 +18,12 @@ from device.bench.wake_compare import (
     false_accepts,
     rows_for,
     table,
+    two_grids,
     verdict,
 )
 from device.bench.wake_negatives import negative_stream
 from device.bench.wake_score import CHUNK, combine, score_system
-from device.sim.speech import espeak_available
+from device.sim.speech import espeak_available, noise, synthesize_parts
 from device.wake.detector import WakeDetector
 from device.wake.frontend import FRONT_ENDS, build_front_end
 from device.wake.models import ModelSet
@@ -62,6 +63,67 @@ def test_every_front_end_keeps_the_stream_length() -> None:
             front.process(audio[i : i + CHUNK].tobytes()) for i in range(0, audio.size, CHUNK)
         )
         assert len(out) == audio.nbytes, name
+
+
+def test_the_late_front_end_is_the_raw_stream_half_a_frame_late() -> None:
+    audio = next(iter(positive_clips(quick=True))).audio
+    audio = audio[: audio.size // CHUNK * CHUNK]
+    late = build_front_end("late640")
+    out = np.frombuffer(
+        b"".join(late.process(audio[i : i + CHUNK].tobytes()) for i in range(0, audio.size, CHUNK)),
+        dtype="<i2",
+    )
+    assert not out[:640].any() and np.array_equal(out[640:], audio[:-640])
+
+
+@pytest.mark.slow
+def test_two_grids_catch_a_phrase_that_falls_badly_in_bare_frames(model_set: ModelSet) -> None:
+    """ "hey jarvis" then "next one" with no pause scores under .5 at some offsets against the
+    80 ms frames. Two grids decide once per frame, on the better score, so their negatives
+    keep bare's frame count."""
+    speech, ends = synthesize_parts(["hey jarvis", "next one"])
+    pcm = np.frombuffer(speech, dtype="<i2")
+    offsets = range(0, 1280, 80)
+    # Each clip a whole number of frames, so each starts on the grid and `k` is its offset.
+    tail = 16000 + (-(pcm.size + 16000)) % 1280
+    clips = [
+        Clip(
+            audio=np.concatenate(
+                [
+                    np.frombuffer(noise(1.0 + k / 16000, level_dbfs=-60, seed=k), "<i2"),
+                    pcm,
+                    np.zeros(tail + 1280 - k, np.int16),
+                ]
+            ),
+            wake_start=16000 + k,
+            wake_end=16000 + k + ends[0],
+            request_start=16000 + k + ends[0],
+            snr_db=None,
+            label=f"offset {k}",
+        )
+        for k in offsets
+    ]
+    negatives = list(negative_stream(60.0, seed=3))
+    early, late = (
+        combine(
+            [
+                score_system(model_set, system, clips=clips, vad=False),
+                score_system(model_set, system, negatives=negatives, vad=False),
+            ]
+        )
+        for system in ("raw", "late640")
+    )
+    both = two_grids(early, late)
+    assert np.array_equal(both.pos, np.maximum(early.pos, late.pos))
+    assert both.neg.size == early.neg.size and both.neg_seconds == pytest.approx(60.0, abs=1.0)
+    bare_hits = detections(early, 0.5, gated=False)
+    both_hits = detections(both, 0.5, gated=False)
+    assert not all(bare_hits)  # bare frames miss it at some offsets (3 of 16 here)
+    # ...and a window 40 ms earlier catches some of them (not all: offsets 320 and 960 both
+    # miss, half a frame apart), never losing one bare caught.
+    assert all(b for a, b in zip(bare_hits, both_hits, strict=True) if a)
+    assert sum(both_hits) > sum(bare_hits)
+    assert false_accepts(both.neg, None, 0.5) >= false_accepts(early.neg, None, 0.5)
 
 
 @pytest.mark.slow
