@@ -115,7 +115,7 @@ def table(rows: Sequence[Row]) -> Iterator[str]:
     """Side by side: one column per system, one line per SNR, per false-accept target."""
     for target in TARGETS:
         mine = [r for r in rows if r.target_per_hour == target]
-        width = max([12, *(len(r.system) + 1 for r in mine)])
+        width = max([14, *(len(r.system) + 2 for r in mine)])
         yield f"-- miss rate at {target:g} false accepts per hour"
         yield "".join(["snr".ljust(9), *(r.system.rjust(width) for r in mine)])
         yield "".join(["threshold".ljust(9), *(f"{r.threshold:.3f}".rjust(width) for r in mine)])
