@@ -114,7 +114,7 @@ class Clock:
         # scored just under its threshold or was never heard.
         peak = 0.0
         while not done():
-            peak = max(peak, *self.rig.listener.detector.last_scores.values())
+            peak = max([peak, *self.rig.listener.detector.last_scores.values()])
             if capture.samples >= limit:
                 seen = [getattr(e, "kind", type(e).__name__) for e in self.rig.events]
                 source = capture.source
