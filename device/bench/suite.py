@@ -188,12 +188,13 @@ class Suite:
 
     def _wake(self) -> None:
         """Miss rates at 0.1 and 0.5 false accepts per hour: bare openWakeWord against the
-        daemon's detector front end (device.bench.wake; full: 432 clips, 10 h of negatives)."""
+        daemon's detector, its front end scored every 20 ms (device.bench.wake; full: 432 clips,
+        10 h of negatives)."""
         from device.bench.wake import benchmark
-        from device.wake.frontend import DAEMON_FRONT_END
+        from device.bench.wake_score import DAEMON_SYSTEM
 
         quick = self.plan.quick
-        systems = tuple(dict.fromkeys(("raw", DAEMON_FRONT_END)))
+        systems = ("raw", DAEMON_SYSTEM)
         cache = Path.home() / ".cache" / "warehouse-voice-bench" / "traces"
         result = benchmark(
             self.models(),
@@ -205,7 +206,7 @@ class Suite:
         )
         hours = result["negative_hours"]
         for row in result["rows"]:
-            who = "bare openWakeWord" if row.system == "raw" else f"daemon front end {row.system}"
+            who = "bare openWakeWord" if row.system == "raw" else f"daemon's detector {row.system}"
             for snr, (missed, total) in row.misses.items():
                 self.figures.append(
                     Figure(

@@ -129,30 +129,6 @@ def table(rows: Sequence[Row]) -> Iterator[str]:
             yield "".join([key.ljust(9), *cells])
 
 
-def two_grids(early: Trace, late: Trace) -> Trace:
-    """A detector that scores every 40 ms: at each 80 ms frame, the better of bare's window
-    and the window ending 40 ms before it (`late`, the `late640` front end's trace), one
-    decision per frame. Misses and false accepts are then judged as for any system."""
-    if early.pos.size != late.pos.size or [w.first_frame for w in early.windows] != [
-        w.first_frame for w in late.windows
-    ]:
-        raise ValueError("two_grids needs traces of the same positives")
-    n = min(early.neg.size, late.neg.size)  # the hours both have
-    return Trace(
-        system=f"{early.system}+{late.system}",
-        pos=np.maximum(early.pos, late.pos),
-        neg=np.maximum(early.neg[:n], late.neg[:n]),
-        pos_vad=early.pos_vad | late.pos_vad,
-        neg_vad=early.neg_vad[:n] | late.neg_vad[:n],
-        neg_seconds=n * FRAME_SAMPLES / SAMPLE_RATE,
-        front_end_cpu_s=early.front_end_cpu_s + late.front_end_cpu_s,
-        predict_cpu_s=early.predict_cpu_s + late.predict_cpu_s,
-        vad_cpu_s=early.vad_cpu_s,
-        audio_s=early.audio_s,
-        windows=early.windows,
-    )
-
-
 def positives(quick: bool) -> list[Clip]:
     return list(positive_clips(quick))
 
@@ -184,15 +160,16 @@ SESSION_NS = {
 def verdict(rows: Sequence[Row], daemon_system: str) -> Iterator[str]:
     """The done-means check: the daemon's detector against bare openWakeWord, per target.
 
-    With its own front end the daemon's detector hears `daemon_system` whatever the session's
-    noise suppression, so one comparison covers every setting; the old wiring is shown too.
+    With its own front end the daemon's detector hears the same audio whatever the session's
+    noise suppression, and scores it as `daemon_system` (`device.bench.wake_score.DAEMON_SYSTEM`),
+    so one comparison covers every setting; the old wiring is shown too.
     """
     for target in TARGETS:
         by = {r.system: r for r in rows if r.target_per_hour == target}
         bare = by.get("raw")
         if bare is None:
             return
-        for label, system in [("daemon front end", daemon_system)] + [
+        for label, system in [("daemon's detector", daemon_system)] + [
             (f"old wiring, session NS {ns}", s) for ns, s in SESSION_NS.items() if ns != "off"
         ]:
             mine = by.get(system)

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from device.bench.wake_clips import Clip
-from device.wake.frontend import build_front_end
+from device.wake.detector import EVERY_MS
+from device.wake.frontend import DAEMON_FRONT_END, build_front_end
 from device.wake.models import ModelSet
 from device.wake.runtime import FRAME_SAMPLES, runtime_for
 
@@ -57,9 +58,25 @@ class Trace:
     windows: list[ClipWindow] = field(default_factory=list)
 
 
+# What the daemon's detector does: its front end's audio, scored every EVERY_MS.
+DAEMON_SYSTEM = DAEMON_FRONT_END if EVERY_MS == 80 else f"{DAEMON_FRONT_END}@{EVERY_MS}ms"
+
+
+def parse_system(system: str) -> tuple[str, int]:
+    """A system's front end and how often its detector scores: "raw" is bare openWakeWord,
+    "raw@20ms" the same audio scored every 20 ms (`device.wake.runtime`'s `between`)."""
+    front_end, _, every = system.partition("@")
+    if not every:
+        return front_end, 80
+    if not every.endswith("ms") or not every[:-2].isdigit():
+        raise ValueError(f"wake system {system!r}: write it as <front end>@<10|20|40|80>ms")
+    return front_end, int(every[:-2])
+
+
 class _Scorer:
-    def __init__(self, model_set: ModelSet, front_end: str, vad: bool) -> None:
-        self.runtime = runtime_for(model_set)
+    def __init__(self, model_set: ModelSet, system: str, vad: bool) -> None:
+        front_end, every_ms = parse_system(system)
+        self.runtime = runtime_for(model_set, every_ms=every_ms)
         self.key = next(iter(self.runtime.model_outputs))
         self.front = build_front_end(front_end)
         self.vad: Any = None
@@ -88,6 +105,10 @@ class _Scorer:
                 frame, self.pending = self.pending[:FRAME_SAMPLES], self.pending[FRAME_SAMPLES:]
                 t = time.process_time()
                 score = self.runtime.predict(frame)[self.key]
+                # One decision per frame, on the best window scored in it, as the detector
+                # judges them (its refractory period spans them all).
+                for _, between in self.runtime.scores_between:
+                    score = max(score, between[self.key])
                 self.predict_cpu += time.process_time() - t
                 scores.append(score)
                 vad_ok.append(self._speech_before() if score >= CANDIDATE else False)
@@ -123,14 +144,14 @@ def _pad(audio: np.ndarray) -> np.ndarray:
 
 def score_system(
     model_set: ModelSet,
-    front_end: str,
+    system: str,
     *,
     clips: Iterable[Clip] = (),
     negatives: Iterable[np.ndarray] = (),
     vad: bool = True,
 ) -> Trace:
     """One system over the clips, then the negatives, as one stream from a fresh detector."""
-    scorer = _Scorer(model_set, front_end, vad)
+    scorer = _Scorer(model_set, system, vad)
     pos: list[float] = []
     pos_vad: list[bool] = []
     windows: list[ClipWindow] = []
@@ -154,7 +175,7 @@ def score_system(
     for piece in negatives:
         scorer.feed(_pad(piece), neg, neg_vad)
     return Trace(
-        system=front_end,
+        system=system,
         pos=np.asarray(pos, dtype=np.float32),
         neg=np.asarray(neg, dtype=np.float32),
         pos_vad=np.asarray(pos_vad, dtype=bool),

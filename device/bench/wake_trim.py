@@ -4,12 +4,13 @@
     python -m device.bench.wake_trim --quick    # 1 phrase in 9
 
 The clips are `device.bench.wake_clips`: "hey jarvis" followed with no pause by a request, so
-the true end of the wake word is known to the sample. The detector (openWakeWord's pipeline)
-runs over each clip; for every hit, `EndFinder.locate` places the cut from the audio around it.
-Printed for the trim and for the detector's estimate moved 150 ms earlier: the error (median,
-spread), how many cuts lose request audio and how much, the share that keep at most 150 ms of
-the wake word and none of the request, and the CPU time `locate` took. tests/wake/
-test_wake_trim.py asserts that no cut loses request audio.
+the true end of the wake word is known to the sample. The detector (openWakeWord's pipeline,
+scoring every `EVERY_MS` as the daemon's does) runs over each clip; for every hit,
+`EndFinder.locate` places the cut from the audio around it. Printed for the trim and for the
+detector's estimate moved 150 ms earlier: the error (median, spread), how many cuts lose
+request audio and how much, the share that keep at most 150 ms of the wake word and none of
+the request, and the CPU time `locate` took. tests/wake/test_wake_trim.py asserts that no cut
+loses request audio.
 """
 
 from __future__ import annotations
@@ -30,11 +31,17 @@ import numpy as np
 
 from device.bench.wake import _print
 from device.bench.wake_clips import Clip, cache_dir, positive_clips
-from device.wake.detector import DEFAULT_END_LATENCY_S, FRAME_SAMPLES, SAMPLE_RATE, WakeHit
+from device.wake.detector import (
+    DEFAULT_END_LATENCY_S,
+    EVERY_MS,
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    WakeHit,
+)
 from device.wake.download import Downloader
 from device.wake.endpoint import EndFinder, needed_after
 from device.wake.models import ModelSet, fetch_models
-from device.wake.runtime import OnnxWakeRuntime
+from device.wake.runtime import OnnxWakeRuntime, between_for
 
 # Audio the device's history holds before a hit (the trim reads ~3 s back).
 _CONTEXT_SAMPLES = 3 * SAMPLE_RATE
@@ -67,13 +74,19 @@ def detect(runtime: OnnxWakeRuntime, clip: Clip, threshold: float = 0.5) -> Wake
     wake word ends is a false accept, not a detection)."""
     runtime.reset()
     audio = clip.audio
-    for end in range(FRAME_SAMPLES, audio.size + 1, FRAME_SAMPLES):
-        score = runtime.predict(audio[end - FRAME_SAMPLES : end])["hey_jarvis"]
-        if score >= threshold:
-            if end < clip.wake_end - SAMPLE_RATE // 2:
-                return None
-            latency = round(DEFAULT_END_LATENCY_S * SAMPLE_RATE)
-            return WakeHit("hey_jarvis", score, end - latency, end)
+    for frame_end in range(FRAME_SAMPLES, audio.size + 1, FRAME_SAMPLES):
+        scores = runtime.predict(audio[frame_end - FRAME_SAMPLES : frame_end])
+        # Windows between frames first, as the detector judges them: they ended earlier.
+        for end, window in [
+            *((frame_end - before, s) for before, s in runtime.scores_between),
+            (frame_end, scores),
+        ]:
+            score = window["hey_jarvis"]
+            if score >= threshold:
+                if end < clip.wake_end - SAMPLE_RATE // 2:
+                    return None
+                latency = round(DEFAULT_END_LATENCY_S * SAMPLE_RATE)
+                return WakeHit("hey_jarvis", score, end - latency, end)
     return None
 
 
@@ -87,7 +100,7 @@ class _HitCache:
         for model in models:
             digest.update(model.read_bytes())
         self._models = digest.hexdigest()[:16]
-        self._path = cache_dir() / f"wake-hits-{self._models}.json"
+        self._path = cache_dir() / f"wake-hits-{self._models}-every{EVERY_MS}ms.json"
         try:
             self._hits: dict[str, list[float] | None] = json.loads(self._path.read_text())
         except (OSError, ValueError):
@@ -130,7 +143,12 @@ def trims(
     melspec, embedding = model_set.feature_paths("onnx")
     path = model_set.get("hey_jarvis", "onnx").path
     finder = EndFinder(path, melspec_path=melspec, embedding_path=embedding)
-    runtime = OnnxWakeRuntime({"hey_jarvis": path}, melspec_path=melspec, embedding_path=embedding)
+    runtime = OnnxWakeRuntime(
+        {"hey_jarvis": path},
+        melspec_path=melspec,
+        embedding_path=embedding,
+        between=between_for(EVERY_MS),
+    )
     cache = _HitCache([path, melspec, embedding]) if cache_hits else None
     try:
         yield from _trims(finder, runtime, clips, cache)

@@ -29,6 +29,11 @@ FRAME_SAMPLES = 1280
 # (device.bench.wake reports it), with a spread of about 0.19 s standard deviation, so
 # `end_sample` is an estimate. Re-measure for a site-trained model and set it per model.
 DEFAULT_END_LATENCY_S = 0.16
+# How often the detector scores a window. openWakeWord scores every 80 ms frame, and its score
+# moves with where the phrase falls against those frames; windows between them, scored only
+# around frames that come near (`device.wake.runtime`), catch phrases that fall badly. Chosen
+# by the wake benchmark (`python -m device.bench.wake`, README "Wake word").
+EVERY_MS = 20
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ class WakeHit:
     model: str
     score: float
     end_sample: int  # best estimate of where the wake word ended
-    detected_sample: int  # end of the frame whose score crossed the threshold
+    detected_sample: int  # end of the window whose score crossed the threshold
 
 
 @dataclass
@@ -106,6 +111,7 @@ class WakeDetector:
         melspec_path: Path,
         embedding_path: Path,
         start_sample: int = 0,
+        every_ms: int = EVERY_MS,
     ) -> None:
         if not models:
             raise ValueError("WakeDetector needs at least one wake model")
@@ -130,6 +136,8 @@ class WakeDetector:
                     f".{self.framework} melspectrogram and embedding models"
                 )
         self.specs = tuple(models)
+        # openWakeWord's own pipeline (.tflite models) scores its 80 ms frames only.
+        self.every_ms = every_ms if self.framework == "onnx" else 80
         self._melspec_path = melspec_path
         self._embedding_path = embedding_path
         self._tracks = [
@@ -159,6 +167,7 @@ class WakeDetector:
         refractory_s: float = 2.0,
         end_latency_s: float = DEFAULT_END_LATENCY_S,
         framework: Framework | None = None,
+        every_ms: int = EVERY_MS,
     ) -> WakeDetector:
         """Detector for installed models by name, all with the same settings.
 
@@ -177,7 +186,7 @@ class WakeDetector:
             for name in names
         ]
         melspec, embedding = model_set.feature_paths(specs[0].framework)
-        return cls(specs, melspec_path=melspec, embedding_path=embedding)
+        return cls(specs, melspec_path=melspec, embedding_path=embedding, every_ms=every_ms)
 
     # -- suppression -------------------------------------------------------------------------
 
@@ -223,12 +232,13 @@ class WakeDetector:
     def _build_model(self) -> Any:
         if self.framework == "onnx":
             # openWakeWord's pipeline on onnxruntime alone (no scipy, scikit-learn, tflite).
-            from device.wake.runtime import OnnxWakeRuntime
+            from device.wake.runtime import OnnxWakeRuntime, between_for
 
             model: Any = OnnxWakeRuntime(
                 {t.key: t.spec.path for t in self._tracks},
                 melspec_path=self._melspec_path,
                 embedding_path=self._embedding_path,
+                between=between_for(self.every_ms),
             )
         else:
             model = self._build_tflite_model()
@@ -323,11 +333,17 @@ class WakeDetector:
             frame_end = work.first_sample + (index + 1) * FRAME_SAMPLES
             scores = model.predict(frame)
             self.frames_processed += 1
-            hit = self._judge(scores, frame_end, suppressed)
-            if hit is not None:
-                # The rest of this batch belongs to the same utterance: report the hit now and
-                # leave those frames to the reset that follows.
-                return hit
+            # Windows ending between frames first: they ended earlier.
+            windows = [
+                *((frame_end - before, s) for before, s in getattr(model, "scores_between", ())),
+                (frame_end, scores),
+            ]
+            for window_end, window_scores in windows:
+                hit = self._judge(window_scores, window_end, suppressed)
+                if hit is not None:
+                    # The rest of this batch belongs to the same utterance: report the hit now
+                    # and leave those frames to the reset that follows.
+                    return hit
         return None
 
     def _judge(self, scores: dict[str, float], frame_end: int, suppressed: bool) -> WakeHit | None:

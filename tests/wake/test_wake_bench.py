@@ -18,11 +18,10 @@ from device.bench.wake_compare import (
     false_accepts,
     rows_for,
     table,
-    two_grids,
     verdict,
 )
 from device.bench.wake_negatives import negative_stream
-from device.bench.wake_score import CHUNK, combine, score_system
+from device.bench.wake_score import CHUNK, DAEMON_SYSTEM, combine, score_system
 from device.sim.speech import espeak_available, noise, synthesize_parts
 from device.wake.detector import WakeDetector
 from device.wake.frontend import FRONT_ENDS, build_front_end
@@ -65,22 +64,13 @@ def test_every_front_end_keeps_the_stream_length() -> None:
         assert len(out) == audio.nbytes, name
 
 
-def test_the_late_front_end_is_the_raw_stream_half_a_frame_late() -> None:
-    audio = next(iter(positive_clips(quick=True))).audio
-    audio = audio[: audio.size // CHUNK * CHUNK]
-    late = build_front_end("late640")
-    out = np.frombuffer(
-        b"".join(late.process(audio[i : i + CHUNK].tobytes()) for i in range(0, audio.size, CHUNK)),
-        dtype="<i2",
-    )
-    assert not out[:640].any() and np.array_equal(out[640:], audio[:-640])
-
-
 @pytest.mark.slow
-def test_two_grids_catch_a_phrase_that_falls_badly_in_bare_frames(model_set: ModelSet) -> None:
+def test_scoring_every_20_ms_catches_a_phrase_that_falls_badly_in_bare_frames(
+    model_set: ModelSet,
+) -> None:
     """ "hey jarvis" then "next one" with no pause scores under .5 at some offsets against the
-    80 ms frames. Two grids decide once per frame, on the better score, so their negatives
-    keep bare's frame count."""
+    80 ms frames. The daemon's system scores windows between them and decides once per frame
+    on the best, so its trace keeps bare's frame count and never scores under bare's."""
     speech, ends = synthesize_parts(["hey jarvis", "next one"])
     pcm = np.frombuffer(speech, dtype="<i2")
     offsets = range(0, 1280, 80)
@@ -104,26 +94,22 @@ def test_two_grids_catch_a_phrase_that_falls_badly_in_bare_frames(model_set: Mod
         for k in offsets
     ]
     negatives = list(negative_stream(60.0, seed=3))
-    early, late = (
+    bare, fine = (
         combine(
             [
                 score_system(model_set, system, clips=clips, vad=False),
                 score_system(model_set, system, negatives=negatives, vad=False),
             ]
         )
-        for system in ("raw", "late640")
+        for system in ("raw", DAEMON_SYSTEM)
     )
-    both = two_grids(early, late)
-    assert np.array_equal(both.pos, np.maximum(early.pos, late.pos))
-    assert both.neg.size == early.neg.size and both.neg_seconds == pytest.approx(60.0, abs=1.0)
-    bare_hits = detections(early, 0.5, gated=False)
-    both_hits = detections(both, 0.5, gated=False)
+    assert DAEMON_SYSTEM == "raw@20ms" and fine.system == DAEMON_SYSTEM
+    assert fine.pos.size == bare.pos.size and fine.neg.size == bare.neg.size
+    assert (fine.pos >= bare.pos).all() and (fine.neg >= bare.neg).all()
+    bare_hits = detections(bare, 0.5, gated=False)
     assert not all(bare_hits)  # bare frames miss it at some offsets (3 of 16 here)
-    # ...and a window 40 ms earlier catches some of them (not all: offsets 320 and 960 both
-    # miss, half a frame apart), never losing one bare caught.
-    assert all(b for a, b in zip(bare_hits, both_hits, strict=True) if a)
-    assert sum(both_hits) > sum(bare_hits)
-    assert false_accepts(both.neg, None, 0.5) >= false_accepts(early.neg, None, 0.5)
+    assert all(detections(fine, 0.5, gated=False))
+    assert false_accepts(fine.neg, None, 0.5) >= false_accepts(bare.neg, None, 0.5)
 
 
 @pytest.mark.slow
@@ -139,9 +125,9 @@ def test_the_comparison_picks_thresholds_that_hold_and_counts_what_the_detector_
                 score_system(model_set, system, negatives=negatives, vad=False),
             ]
         )
-        for system in ("raw", "speex-30")
+        for system in ("raw", DAEMON_SYSTEM)
     ]
-    raw = traces[0]
+    raw, daemon = traces
     assert raw.neg_seconds == pytest.approx(120.0, abs=1.0)
     for target in (0.1, 0.5):
         row = evaluate(raw, target, gated=False)
@@ -153,10 +139,10 @@ def test_the_comparison_picks_thresholds_that_hold_and_counts_what_the_detector_
             assert false_accepts(raw.neg, None, lower) > allowed
         assert sum(total for _, total in row.misses.values()) == len(clips)
 
-    # A detection in the trace is a detection by the daemon's WakeDetector over the same
-    # stream at that threshold (its rising edge, refractory and reset included).
+    # A detection in the daemon system's trace is a detection by the daemon's WakeDetector
+    # over the same stream at that threshold (its rising edge, refractory and reset included).
     threshold = 0.5
-    expected = detections(raw, threshold, gated=False)
+    expected = detections(daemon, threshold, gated=False)
     stream = np.concatenate(
         [np.concatenate((c.audio, np.zeros((-c.audio.size) % CHUNK, np.int16))) for c in clips]
     )
@@ -171,15 +157,17 @@ def test_the_comparison_picks_thresholds_that_hold_and_counts_what_the_detector_
         return hits
 
     hits = asyncio.run(run())
-    got = [any(w.first_frame * 1280 < h <= w.last_frame * 1280 for h in hits) for w in raw.windows]
+    got = [
+        any(w.first_frame * 1280 < h <= w.last_frame * 1280 for h in hits) for w in daemon.windows
+    ]
     assert got == expected
 
     rows = rows_for(traces, vad=False)
     lines = list(table(rows))
-    assert any("speex-30" in line for line in lines)
+    assert any(DAEMON_SYSTEM in line for line in lines)
     assert sum(line.startswith("5dB") for line in lines) == 2
-    said = list(verdict(rows, "speex-30"))
-    assert len(said) == 2 and all("speex-30" in line for line in said)
+    said = list(verdict(rows, DAEMON_SYSTEM))
+    assert len(said) == 2 and all(DAEMON_SYSTEM in line for line in said)
 
 
 @pytest.mark.slow

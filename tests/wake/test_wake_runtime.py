@@ -18,7 +18,7 @@ import pytest
 from device.bench.wake import negative_stream, positive_clips
 from device.wake.detector import FRAME_SAMPLES, WakeDetector
 from device.wake.models import ModelSet, fetch_models
-from device.wake.runtime import OnnxWakeRuntime, WakeRuntimeError
+from device.wake.runtime import OnnxWakeRuntime, WakeRuntimeError, between_for
 
 SEED = 1234
 
@@ -43,14 +43,23 @@ def _reference_scores(model_set: ModelSet, frames: list[np.ndarray]) -> np.ndarr
     return np.array([float(model.predict(f)[key]) for f in frames])
 
 
-def _lean_scores(model_set: ModelSet, frames: list[np.ndarray]) -> np.ndarray:
+def _runtime(model_set: ModelSet, every_ms: int = 80) -> OnnxWakeRuntime:
     melspec, embedding = model_set.feature_paths("onnx")
     path = model_set.get("hey_jarvis", "onnx").path
-    runtime = OnnxWakeRuntime(
-        {path.stem: path}, melspec_path=melspec, embedding_path=embedding, seed=SEED
+    return OnnxWakeRuntime(
+        {path.stem: path},
+        melspec_path=melspec,
+        embedding_path=embedding,
+        seed=SEED,
+        between=between_for(every_ms),
     )
-    assert runtime.model_outputs == {path.stem: 1}
-    return np.array([runtime.predict(f)[path.stem] for f in frames])
+
+
+def _lean_scores(model_set: ModelSet, frames: list[np.ndarray]) -> np.ndarray:
+    runtime = _runtime(model_set)
+    key = model_set.get("hey_jarvis", "onnx").path.stem
+    assert runtime.model_outputs == {key: 1}
+    return np.array([runtime.predict(f)[key] for f in frames])
 
 
 def _detections(scores: np.ndarray, threshold: float = 0.5) -> list[int]:
@@ -70,6 +79,75 @@ def test_scores_and_detections_equal_openwakeword_on_the_wake_clips(model_set: M
     assert len(_detections(reference)) >= 3  # the clips do wake it: the comparison means something
     assert _detections(lean) == _detections(reference)
     np.testing.assert_array_equal(lean, reference)
+
+
+@pytest.mark.slow
+def test_windows_between_frames_score_as_openwakeword_on_the_stream_delayed_that_much(
+    model_set: ModelSet,
+) -> None:
+    """Scoring every 20 ms leaves each frame's own score as openWakeWord's, and each window
+    between frames scores what openWakeWord gives the stream delayed to end there, even after
+    a gap with no candidates (its embeddings are caught up from the kept melspectrogram)."""
+    stream = np.concatenate([c.audio for c in positive_clips(6)]).astype(np.int16)
+    frames = _frames(stream)
+    key = model_set.get("hey_jarvis", "onnx").path.stem
+    runtime = _runtime(model_set, every_ms=20)
+    own: list[float] = []
+    between: dict[int, dict[int, float]] = {}  # samples before the frame's end -> frame -> score
+    for index, frame in enumerate(frames):
+        own.append(runtime.predict(frame)[key])
+        if runtime.scores_between:
+            assert [before for before, _ in runtime.scores_between] == [960, 640, 320]
+        for before, scores in runtime.scores_between:
+            between.setdefault(before, {})[index] = scores[key]
+    np.testing.assert_array_equal(own, _lean_scores(model_set, frames))
+    for before, scored in between.items():
+        # Scored only around frames that come near, with gaps between them.
+        assert 0 < len(scored) < len(frames) / 2
+        assert max(scored.values()) >= 0.5
+        delayed = np.concatenate([np.zeros(before, np.int16), stream])[: stream.size]
+        reference = _lean_scores(model_set, _frames(delayed))
+        # After the first 2.6 s, when the kept rows no longer reach back before the stream.
+        settled = {i: s for i, s in scored.items() if i >= 33}
+        assert settled
+        for index, score in settled.items():
+            assert score == reference[index], (before, index)
+
+
+def test_scoring_between_frames_costs_embeddings_only_near_a_wake_word(model_set: ModelSet) -> None:
+    """Idle, the detector scoring every 20 ms runs the embedding model as often as bare
+    openWakeWord: once per frame. In a minute of speech with noise it runs a little more."""
+    quiet = np.random.RandomState(5).randint(-300, 300, 16000 * 30).astype(np.int16)
+    speech = np.concatenate([c.audio for c in negative_stream(60.0)]).astype(np.int16)
+    for audio, at_most in ((quiet, 0.0), (speech, 0.25)):
+        frames = _frames(audio)
+        bare, fine = _runtime(model_set), _runtime(model_set, every_ms=20)
+        # The first 2 s after a reset, openWakeWord's history of ones and noise gives scores
+        # of .05-.1 on anything: both are past that before counting.
+        for frame in frames[:25]:
+            bare.predict(frame)
+            fine.predict(frame)
+        start = bare.embeddings_run, fine.embeddings_run
+        for frame in frames[25:]:
+            bare.predict(frame)
+            fine.predict(frame)
+        counted = len(frames) - 25
+        assert bare.embeddings_run - start[0] == counted
+        extra = fine.embeddings_run - start[1] - counted
+        assert 0 <= extra <= at_most * counted
+        if at_most:
+            assert extra > 0  # the speech does come near, so this counts something
+
+
+def test_between_must_fall_inside_a_frame(model_set: ModelSet) -> None:
+    with pytest.raises(ValueError, match="80, 40, 20 or 10 ms"):
+        between_for(30)
+    melspec, embedding = model_set.feature_paths("onnx")
+    path = model_set.get("hey_jarvis", "onnx").path
+    with pytest.raises(ValueError, match="1-7 melspectrogram rows"):
+        OnnxWakeRuntime(
+            {path.stem: path}, melspec_path=melspec, embedding_path=embedding, between=(8,)
+        )
 
 
 def test_first_frames_score_zero_while_warming_up(model_set: ModelSet) -> None:
