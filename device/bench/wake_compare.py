@@ -5,8 +5,9 @@ positives and the negatives, cached by `device.bench.wake_traces`) is judged off
 
 - false accepts at threshold t: rising edges of the score over t in the negatives, at most one
   per 2 s (the detector's refractory period);
-- the threshold for a target rate (0.1 or 0.5 per hour) is the lowest one on a 0.005 grid at
-  which the negatives give no more false accepts than the target allows;
+- the threshold for a target rate (0.1 or 0.5 per hour) is the lowest one on a grid (0.005
+  apart, 0.0005 above 0.99, up to 0.9995) at which the negatives give no more false accepts
+  than the target allows;
 - a positive is detected when a frame ending between the wake word's start + 0.2 s and its
   end + 1 s scores over the threshold;
 - "+vad" rows also need Silero VAD to have heard speech in the second before the hit.
@@ -24,8 +25,14 @@ from device.bench.wake_score import SAMPLE_RATE, Trace
 from device.wake.runtime import FRAME_SAMPLES
 
 REFRACTORY_FRAMES = round(2.0 * SAMPLE_RATE / FRAME_SAMPLES)
-THRESHOLDS = np.round(np.arange(0.05, 0.9951, 0.005), 3)
-TARGETS = (0.1, 0.5)
+# Fine near 1: at 10 hours the low targets sit there, and a 0.005 step hid the difference
+# between systems (bare stopped at 0.995 with no false accept where 0.992 allows one).
+THRESHOLDS = np.unique(
+    np.round(np.concatenate((np.arange(0.05, 0.99, 0.005), np.arange(0.99, 0.99951, 0.0005))), 4)
+)
+# 0.1 and 0.5 are what engines publish; 10 hours allow 1 and 5 false accepts there, too few to
+# tell two detectors apart, so 5 per hour (50 in 10 hours) is judged beside them.
+TARGETS = (0.1, 0.5, 5.0)
 
 
 def false_accepts(scores: np.ndarray, ok: np.ndarray | None, threshold: float) -> int:
@@ -75,6 +82,7 @@ class Row:
     threshold: float
     false_accepts: int
     per_hour: float
+    negative_hours: float
     misses: dict[str, tuple[int, int]]  # SNR label -> (missed, clips)
     missed: tuple[str, ...]
 
@@ -96,6 +104,7 @@ def evaluate(trace: Trace, target: float, *, gated: bool) -> Row:
         threshold=threshold,
         false_accepts=count,
         per_hour=count / (trace.neg_seconds / 3600),
+        negative_hours=trace.neg_seconds / 3600,
         misses=misses,
         missed=tuple(w.label for h, w in zip(hits, trace.windows, strict=True) if not h),
     )
@@ -118,7 +127,7 @@ def table(rows: Sequence[Row]) -> Iterator[str]:
         width = max([14, *(len(r.system) + 2 for r in mine)])
         yield f"-- miss rate at {target:g} false accepts per hour"
         yield "".join(["snr".ljust(9), *(r.system.rjust(width) for r in mine)])
-        yield "".join(["threshold".ljust(9), *(f"{r.threshold:.3f}".rjust(width) for r in mine)])
+        yield "".join(["threshold".ljust(9), *(f"{r.threshold:.4f}".rjust(width) for r in mine)])
         yield "".join(["FA/h".ljust(9), *(f"{r.per_hour:.3f}".rjust(width) for r in mine)])
         for snr in SNRS:
             key = snr_label(snr)
@@ -179,8 +188,9 @@ def verdict(rows: Sequence[Row], daemon_system: str) -> Iterator[str]:
             better = [k for k, (m, _) in mine.misses.items() if m < bare.misses[k][0]]
             fewer_noisy = all(mine.misses[k][0] < bare.misses[k][0] for k in ("5dB", "10dB"))
             no_more_fa = mine.per_hour <= max(bare.per_hour, target)
+            allowed = int(target * bare.negative_hours)
             yield (
-                f"@{target:g} FA/h {label} ({system}): "
+                f"@{target:g} FA/h ({allowed} allowed) {label} ({system}): "
                 f"{'never misses more' if not worse else 'misses more at ' + ', '.join(worse)}; "
                 f"fewer at {', '.join(better) or 'no level'}; "
                 f"fewer at 5 and 10 dB: {'yes' if fewer_noisy else 'NO'}; "

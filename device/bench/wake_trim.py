@@ -2,6 +2,7 @@
 
     python -m device.bench.wake_trim            # 108 phrases x quiet, 15, 10, 5 dB
     python -m device.bench.wake_trim --quick    # 1 phrase in 9
+    python -m device.bench.wake_trim --threshold 0.985   # a benchmarked threshold
 
 The clips are `device.bench.wake_clips`: "hey jarvis" followed with no pause by a request, so
 the true end of the wake word is known to the sample. The detector (openWakeWord's pipeline,
@@ -95,12 +96,12 @@ class _HitCache:
     trim test tests, and it is half of its time. Keyed by the model files and the clip's audio,
     so a changed model or clip is detected afresh."""
 
-    def __init__(self, models: Sequence[Path]) -> None:
+    def __init__(self, models: Sequence[Path], threshold: float) -> None:
         digest = hashlib.sha256()
         for model in models:
             digest.update(model.read_bytes())
         self._models = digest.hexdigest()[:16]
-        self._path = cache_dir() / f"wake-hits-{self._models}-every{EVERY_MS}ms.json"
+        self._path = cache_dir() / f"wake-hits-{self._models}-every{EVERY_MS}ms-{threshold:g}.json"
         try:
             self._hits: dict[str, list[float] | None] = json.loads(self._path.read_text())
         except (OSError, ValueError):
@@ -137,7 +138,7 @@ class _HitCache:
 
 
 def trims(
-    model_set: ModelSet, clips: Iterable[Clip], *, cache_hits: bool = False
+    model_set: ModelSet, clips: Iterable[Clip], *, cache_hits: bool = False, threshold: float = 0.5
 ) -> Iterator[Trimmed | str]:
     """For every clip the detector detects, where the trim cuts; the label of every other."""
     melspec, embedding = model_set.feature_paths("onnx")
@@ -149,21 +150,25 @@ def trims(
         embedding_path=embedding,
         between=between_for(EVERY_MS),
     )
-    cache = _HitCache([path, melspec, embedding]) if cache_hits else None
+    cache = _HitCache([path, melspec, embedding], threshold) if cache_hits else None
     try:
-        yield from _trims(finder, runtime, clips, cache)
+        yield from _trims(finder, runtime, clips, cache, threshold)
     finally:
         if cache is not None:
             cache.save()
 
 
 def _trims(
-    finder: EndFinder, runtime: OnnxWakeRuntime, clips: Iterable[Clip], cache: _HitCache | None
+    finder: EndFinder,
+    runtime: OnnxWakeRuntime,
+    clips: Iterable[Clip],
+    cache: _HitCache | None,
+    threshold: float,
 ) -> Iterator[Trimmed | str]:
     for clip in clips:
         cached, hit = cache.get(clip) if cache is not None else (False, None)
         if not cached:
-            hit = detect(runtime, clip)
+            hit = detect(runtime, clip, threshold)
             if cache is not None:
                 cache.put(clip, hit)
         if hit is None:
@@ -188,10 +193,10 @@ def _trims(
         )
 
 
-def measure(model_set: ModelSet, clips: Iterable[Clip]) -> dict[str, Any]:
+def measure(model_set: ModelSet, clips: Iterable[Clip], threshold: float = 0.5) -> dict[str, Any]:
     rows: list[Trimmed] = []
     missed: list[str] = []
-    for result in trims(model_set, clips):
+    for result in trims(model_set, clips, threshold=threshold):
         if isinstance(result, str):
             missed.append(result)
         else:
@@ -231,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m device.bench.wake_trim", description=__doc__)
     parser.add_argument("--state-dir", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="1 phrase in 9")
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="the detector's (0.5: openWakeWord's)"
+    )
     args = parser.parse_args(argv)
     cache = Path.home() / ".cache" / "warehouse-voice-bench"
     state = args.state_dir or cache
@@ -240,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t = time.perf_counter()
     _print(
         "wake trim, every detected benchmark clip",
-        measure(model_set, positive_clips(quick=args.quick)),
+        measure(model_set, positive_clips(quick=args.quick), args.threshold),
         time.perf_counter() - t,
     )
     return 0
