@@ -9,7 +9,7 @@ The accuracy benchmark is `device.bench.wake_compare` (scored by `wake_score`, c
 `device.bench.wake_negatives`: per system (bare openWakeWord, the front ends of
 `device.wake.frontend`, and a front end's audio scored more often than every 80 ms frame, as
 "raw@20ms": the daemon's detector is `wake_score.DAEMON_SYSTEM`), the miss rate per SNR at
-0.1 and 0.5 false accepts per hour. Score traces are cached under
+0.1, 0.5 and 5 false accepts per hour. Score traces are cached under
 ~/.cache/warehouse-voice-bench/traces, so a re-run only re-prints.
 The older `accuracy` (one threshold, 1 hour) stays for the tests that use its clips.
 
