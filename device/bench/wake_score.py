@@ -23,7 +23,7 @@ from device.bench.wake_clips import Clip
 from device.wake.detector import EVERY_MS
 from device.wake.frontend import DAEMON_FRONT_END, build_front_end
 from device.wake.models import ModelSet
-from device.wake.runtime import FRAME_SAMPLES, runtime_for
+from device.wake.runtime import FRAME_SAMPLES, runtime_for, scored_windows
 
 SAMPLE_RATE = 16000
 CHUNK = SAMPLE_RATE // 50  # capture's 20 ms
@@ -104,11 +104,10 @@ class _Scorer:
             if self.pending.size >= FRAME_SAMPLES:
                 frame, self.pending = self.pending[:FRAME_SAMPLES], self.pending[FRAME_SAMPLES:]
                 t = time.process_time()
-                score = self.runtime.predict(frame)[self.key]
+                own = self.runtime.predict(frame)
                 # One decision per frame, on the best window scored in it, as the detector
                 # judges them (its refractory period spans them all).
-                for _, between in self.runtime.scores_between:
-                    score = max(score, between[self.key])
+                score = max(s[self.key] for _, s in scored_windows(self.runtime, 0, own))
                 self.predict_cpu += time.process_time() - t
                 scores.append(score)
                 vad_ok.append(self._speech_before() if score >= CANDIDATE else False)

@@ -42,7 +42,7 @@ from device.wake.detector import (
 from device.wake.download import Downloader
 from device.wake.endpoint import EndFinder, needed_after
 from device.wake.models import ModelSet, fetch_models
-from device.wake.runtime import OnnxWakeRuntime, between_for
+from device.wake.runtime import OnnxWakeRuntime, between_for, scored_windows
 
 # Audio the device's history holds before a hit (the trim reads ~3 s back).
 _CONTEXT_SAMPLES = 3 * SAMPLE_RATE
@@ -77,11 +77,7 @@ def detect(runtime: OnnxWakeRuntime, clip: Clip, threshold: float = 0.5) -> Wake
     audio = clip.audio
     for frame_end in range(FRAME_SAMPLES, audio.size + 1, FRAME_SAMPLES):
         scores = runtime.predict(audio[frame_end - FRAME_SAMPLES : frame_end])
-        # Windows between frames first, as the detector judges them: they ended earlier.
-        for end, window in [
-            *((frame_end - before, s) for before, s in runtime.scores_between),
-            (frame_end, scores),
-        ]:
+        for end, window in scored_windows(runtime, frame_end, scores):
             score = window["hey_jarvis"]
             if score >= threshold:
                 if end < clip.wake_end - SAMPLE_RATE // 2:

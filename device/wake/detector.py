@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from device.wake.models import Framework, ModelSet
+from device.wake.runtime import scored_windows
 
 SAMPLE_RATE = 16000
 FRAME_SAMPLES = 1280
@@ -335,12 +336,7 @@ class WakeDetector:
             frame_end = work.first_sample + (index + 1) * FRAME_SAMPLES
             scores = model.predict(frame)
             self.frames_processed += 1
-            # Windows ending between frames first: they ended earlier.
-            windows = [
-                *((frame_end - before, s) for before, s in getattr(model, "scores_between", ())),
-                (frame_end, scores),
-            ]
-            for window_end, window_scores in windows:
+            for window_end, window_scores in scored_windows(model, frame_end, scores):
                 hit = self._judge(window_scores, window_end, suppressed)
                 if hit is not None:
                     # The rest of this batch belongs to the same utterance: report the hit now

@@ -256,6 +256,16 @@ class OnnxWakeRuntime:
         return features
 
 
+def scored_windows(
+    model: Any, frame_end: int, scores: dict[str, float]
+) -> list[tuple[int, dict[str, float]]]:
+    """Every window `model` scored in its last `predict` as (where it ended, scores), in the
+    order they ended: those between frames, then the frame's own (`scores`, ending at
+    `frame_end`). openWakeWord's own `Model` scores only the frame."""
+    between = getattr(model, "scores_between", ())
+    return [*((frame_end - before, s) for before, s in between), (frame_end, scores)]
+
+
 def between_for(every_ms: int) -> tuple[int, ...]:
     """`between` for a runtime that scores a window every `every_ms` (80, 40, 20 or 10)."""
     if every_ms not in (80, 40, 20, 10):

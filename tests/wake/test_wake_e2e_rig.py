@@ -105,7 +105,7 @@ def worst_alignment_score(model_set: ModelSet, pcm: bytes) -> float:
     """
     from device.sim.speech import noise
     from device.wake.detector import EVERY_MS
-    from device.wake.runtime import FRAME_SAMPLES, runtime_for
+    from device.wake.runtime import FRAME_SAMPLES, runtime_for, scored_windows
 
     speech = np.frombuffer(pcm, dtype="<i2")
     worst = 1.0
@@ -116,9 +116,9 @@ def worst_alignment_score(model_set: ModelSet, pcm: bytes) -> float:
         frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
         best = 0.0
         for frame in frames:
-            best = max(best, *runtime.predict(frame).values())
-            for _, between in runtime.scores_between:
-                best = max(best, *between.values())
+            scores = runtime.predict(frame)
+            for _, window in scored_windows(runtime, 0, scores):
+                best = max(best, *window.values())
         worst = min(worst, best)
     return worst
 
