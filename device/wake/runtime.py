@@ -158,8 +158,9 @@ class OnnxWakeRuntime:
         self.candidate = candidate
         # Embeddings each grid between frames keeps: as many as the longest model takes.
         self._history = max((frames for _, frames in self._inputs.values()), default=16)
-        self._mel_rows = (
-            _MEL_WINDOW + _MEL_STEP * (self._history - 1) + max(self.between, default=0)
+        # Melspectrogram rows kept: one window, or enough for every grid's catch-up.
+        self._mel_rows = _MEL_WINDOW + (
+            _MEL_STEP * (self._history - 1) + max(self.between) if self.between else 0
         )
         self.embeddings_run = 0  # embedding model runs since creation (the costly model)
         # After each `predict`: (samples before the frame's end, scores) per window scored
