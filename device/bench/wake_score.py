@@ -5,6 +5,12 @@ delivers them, cut into 80 ms frames. Only samples are counted, never wall time,
 run in minutes of CPU. Every frame's score is kept (a `Trace`); `device.bench.wake_compare`
 chooses thresholds from it offline, `device.bench.wake_traces` caches it.
 
+Bare openWakeWord on a front end ("raw") is read off the same pass as that front end scored
+between frames ("raw@20ms"): each frame's own score is exactly bare's (`device.wake.runtime`),
+so one pass gives both traces at the cost of one. Its predict CPU is then counted from the
+frames that scored nothing between frames (over 99% of them), which cost what bare costs; the
+few others are counted at those frames' mean.
+
 With `vad`, each frame also records whether Silero VAD heard speech (probability >= 0.5) in
 the second before it; VAD runs on the raw microphone audio, only while frames score >= 0.05
 (fresh state over the last 1.02 s: a gate's view, paid only when a hit is possible).
@@ -87,12 +93,26 @@ class _Scorer:
         self.raw_ring = np.zeros(VAD_WINDOW, dtype=np.int16)
         self.pending = np.zeros(0, dtype=np.int16)
         self.front_cpu = self.predict_cpu = self.vad_cpu = 0.0
+        # Frames that scored nothing between frames (and what they cost), and the others.
+        self.plain_frames, self.plain_cpu, self.other_frames = 0, 0.0, 0
         self.samples = 0
         self.vad_at = -(10**9)  # raw stream offset the VAD has heard up to
         self.vad_probs: list[float] = []
 
-    def feed(self, audio: np.ndarray, scores: list[float], vad_ok: list[bool]) -> None:
-        """Capture-sized chunks through the front end, frames into the runtime."""
+    @property
+    def bare_cpu(self) -> float:
+        """What bare openWakeWord's predict cost on the same frames (see the module's note)."""
+        return self.plain_cpu + self.other_frames * self.plain_cpu / max(self.plain_frames, 1)
+
+    def feed(
+        self,
+        audio: np.ndarray,
+        scores: list[float],
+        vad_ok: list[bool],
+        bare: tuple[list[float], list[bool]] | None = None,
+    ) -> None:
+        """Capture-sized chunks through the front end, frames into the runtime; with `bare`
+        (no VAD), each frame's own score, bare openWakeWord's, goes there too."""
         for offset in range(0, audio.size, CHUNK):
             raw = audio[offset : offset + CHUNK]
             t = time.process_time()
@@ -108,8 +128,17 @@ class _Scorer:
                 # One decision per frame, on the best window scored in it, as the detector
                 # judges them (its refractory period spans them all).
                 score = max(s[self.key] for _, s in scored_windows(self.runtime, 0, own))
-                self.predict_cpu += time.process_time() - t
+                spent = time.process_time() - t
+                self.predict_cpu += spent
+                if self.runtime.scores_between:
+                    self.other_frames += 1
+                else:
+                    self.plain_frames += 1
+                    self.plain_cpu += spent
                 scores.append(score)
+                if bare is not None:
+                    bare[0].append(own[self.key])
+                    bare[1].append(own[self.key] >= CANDIDATE)
                 vad_ok.append(self._speech_before() if score >= CANDIDATE else False)
 
     def _speech_before(self) -> bool:
@@ -150,14 +179,45 @@ def score_system(
     vad: bool = True,
 ) -> Trace:
     """One system over the clips, then the negatives, as one stream from a fresh detector."""
+    return score_pass(model_set, system, clips=clips, negatives=negatives, vad=vad)[0]
+
+
+def bare_of(system: str) -> str | None:
+    """The bare system whose trace `system`'s pass also gives ("raw" for "raw@20ms"), if any."""
+    front_end, every_ms = parse_system(system)
+    return front_end if every_ms != 80 else None
+
+
+def score_pass(
+    model_set: ModelSet,
+    system: str,
+    *,
+    clips: Iterable[Clip] = (),
+    negatives: Iterable[np.ndarray] = (),
+    vad: bool = True,
+    with_bare: bool = False,
+) -> list[Trace]:
+    """`system`'s trace and, `with_bare`, `bare_of(system)`'s from the same pass (no VAD)."""
+    if with_bare and (vad or bare_of(system) is None):
+        raise ValueError(
+            f"only a system scored between frames, without VAD, gives bare openWakeWord's "
+            f"trace in the same pass; {system!r} with vad={vad} does not"
+        )
     scorer = _Scorer(model_set, system, vad)
-    pos: list[float] = []
-    pos_vad: list[bool] = []
+    # Per system: scores and VAD flags on the positive stream, then on the negatives.
+    runs = {system: _Streams()}
+    bare_name = bare_of(system) if with_bare else None
+    if bare_name is not None:
+        runs[bare_name] = _Streams()
     windows: list[ClipWindow] = []
+
+    def feed(audio: np.ndarray, stream: int) -> None:
+        bare = runs[bare_name].on(stream) if bare_name is not None else None
+        scorer.feed(audio, *runs[system].on(stream), bare)
+
     for clip in clips:
         start = scorer.samples
-        audio = _pad(np.asarray(clip.audio))
-        scorer.feed(audio, pos, pos_vad)
+        feed(_pad(np.asarray(clip.audio)), 0)
         first = start + clip.wake_start + SAMPLE_RATE // 5
         last = start + clip.wake_end + SAMPLE_RATE
         windows.append(
@@ -168,24 +228,36 @@ def score_system(
                 clip.label,
             )
         )
-    neg: list[float] = []
-    neg_vad: list[bool] = []
     neg_start = scorer.samples
     for piece in negatives:
-        scorer.feed(_pad(piece), neg, neg_vad)
-    return Trace(
-        system=system,
-        pos=np.asarray(pos, dtype=np.float32),
-        neg=np.asarray(neg, dtype=np.float32),
-        pos_vad=np.asarray(pos_vad, dtype=bool),
-        neg_vad=np.asarray(neg_vad, dtype=bool),
-        neg_seconds=(scorer.samples - neg_start) / SAMPLE_RATE,
-        front_end_cpu_s=scorer.front_cpu,
-        predict_cpu_s=scorer.predict_cpu,
-        vad_cpu_s=scorer.vad_cpu,
-        audio_s=scorer.samples / SAMPLE_RATE,
-        windows=windows,
-    )
+        feed(_pad(piece), 1)
+    return [
+        Trace(
+            system=name,
+            pos=np.asarray(run.scores[0], dtype=np.float32),
+            neg=np.asarray(run.scores[1], dtype=np.float32),
+            pos_vad=np.asarray(run.vad[0], dtype=bool),
+            neg_vad=np.asarray(run.vad[1], dtype=bool),
+            neg_seconds=(scorer.samples - neg_start) / SAMPLE_RATE,
+            front_end_cpu_s=scorer.front_cpu,
+            predict_cpu_s=scorer.predict_cpu if name == system else scorer.bare_cpu,
+            vad_cpu_s=scorer.vad_cpu,
+            audio_s=scorer.samples / SAMPLE_RATE,
+            windows=windows,
+        )
+        for name, run in runs.items()
+    ]
+
+
+@dataclass
+class _Streams:
+    """One system's per-frame scores and VAD flags: [0] the positives, [1] the negatives."""
+
+    scores: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
+    vad: tuple[list[bool], list[bool]] = field(default_factory=lambda: ([], []))
+
+    def on(self, stream: int) -> tuple[list[float], list[bool]]:
+        return self.scores[stream], self.vad[stream]
 
 
 def combine(parts: Sequence[Trace]) -> Trace:

@@ -4,6 +4,8 @@ The positives are one part per system; the negatives come in 10-minute segments,
 its own seed, so a stopped run resumes where it stopped and loses at most the segment in hand
 (at nice 19 on a shared machine a 1-hour segment took hours of wall time, all lost if stopped).
 A re-run only re-prints. Files are named by system, part and VAD, and carry `TRACE_VERSION`.
+Bare openWakeWord ("raw") is scored in the same pass as its front end scored between frames
+("raw@20ms") when both are asked for without VAD (`wake_score.score_pass`): half the CPU.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from device.bench.wake_clips import positive_clips
 from device.bench.wake_negatives import negative_stream
-from device.bench.wake_score import ClipWindow, Trace, combine, score_system
+from device.bench.wake_score import ClipWindow, Trace, bare_of, combine, score_pass
 from device.wake.models import ModelSet
 
 NEGATIVE_SEED = 7
@@ -99,38 +102,51 @@ def load_trace(path: Path) -> Trace:
 
 def _score_part(
     model_set: ModelSet,
-    system: str,
+    systems: tuple[str, ...],
     quick: bool,
     segment: int | None,
     seconds: float,
     vad: bool,
     cache: Path | None,
-) -> Trace:
-    """The positives (`segment` None) or one negative segment, from the cache if there."""
-    path = (
-        trace_path(cache, system, _part_name(quick, segment, seconds), vad)
-        if cache is not None
-        else None
-    )
-    if path is not None and path.is_file():
-        return load_trace(path)
+) -> list[Trace]:
+    """The positives (`segment` None) or one negative segment, from the cache if there, for
+    one system or (two `systems`) a system and the bare system scored in its pass."""
+    part = _part_name(quick, segment, seconds)
+    paths = [trace_path(cache, s, part, vad) for s in systems] if cache is not None else []
+    if paths and all(p.is_file() for p in paths):
+        return [load_trace(p) for p in paths]
     started = time.process_time(), time.perf_counter()
     if segment is None:
-        trace = score_system(model_set, system, clips=positive_clips(quick), vad=vad)
+        source: dict[str, Any] = {"clips": positive_clips(quick)}
     else:
-        negatives = negative_stream(seconds, seed=NEGATIVE_SEED + segment)
-        trace = score_system(model_set, system, negatives=negatives, vad=vad)
-    if path is not None:
+        source = {"negatives": negative_stream(seconds, seed=NEGATIVE_SEED + segment)}
+    traces = score_pass(model_set, systems[0], vad=vad, with_bare=len(systems) > 1, **source)
+    for trace, path in zip(traces, paths, strict=False):
         save_trace(trace, path)
     # Progress on stderr: a 10-hour run at nice 19 on a shared machine takes hours of wall time.
     print(
-        f"wake bench: scored {system} {_part_name(quick, segment, seconds)}: "
-        f"{trace.audio_s:.0f} s of audio in {time.process_time() - started[0]:.0f} CPU s, "
+        f"wake bench: scored {' and '.join(systems)} {part}: "
+        f"{traces[0].audio_s:.0f} s of audio in {time.process_time() - started[0]:.0f} CPU s, "
         f"{time.perf_counter() - started[1]:.0f} s wall",
         file=sys.stderr,
         flush=True,
     )
-    return trace
+    return traces
+
+
+def passes(systems: Sequence[str], vad: bool) -> list[tuple[str, ...]]:
+    """The scoring passes for `systems`: a bare system asked for beside its front end scored
+    between frames rides in that system's pass (without VAD); every other system has its own."""
+    out: list[tuple[str, ...]] = []
+    riding: set[str] = set()
+    for system in systems:
+        bare = bare_of(system)
+        if bare is not None and not vad and bare in systems and bare not in riding:
+            riding.add(bare)
+            out.append((system, bare))
+        else:
+            out.append((system,))
+    return [p for p in out if p != (p[0],) or p[0] not in riding]
 
 
 def score_all(
@@ -163,13 +179,18 @@ def score_all(
                 parts[system].append(load_trace(path))
         # A system needs its positives and at least one negative segment to be judged.
         return [combine(p) for p in parts.values() if len(p) >= 2 and p[0].windows]
+    work = [
+        (group, segment, seconds)
+        for segment, seconds in [(None, 0.0), *enumerate(segments(negative_s))]
+        for group in passes(systems, vad)
+    ]
     if jobs <= 1:
-        done = [_score_part(model_set, s, quick, g, sec, vad, cache) for s, g, sec in tasks]
+        done = [_score_part(model_set, g, quick, s, sec, vad, cache) for g, s, sec in work]
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [
-                pool.submit(_score_part, model_set, s, quick, g, sec, vad, cache)
-                for s, g, sec in tasks
+                pool.submit(_score_part, model_set, g, quick, s, sec, vad, cache)
+                for g, s, sec in work
             ]
             done = [f.result() for f in futures]
-    return [combine([t for t in done if t.system == s]) for s in systems]
+    return [combine([t for traces in done for t in traces if t.system == s]) for s in systems]
