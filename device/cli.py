@@ -28,6 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from device.daemon import run_daemon
     from device.preflight import preflight
     from device.service.journal import setup_logging
+    from device.service.shutdown import EXIT_NOT_CLEAN, PartsStopper, exit_now
 
     settings = load_settings(args.config)
     # Under systemd the logs go to journald; a person at a terminal sees them on stderr.
@@ -35,7 +36,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Audio devices are not checked here: one missing at boot (a USB mic not plugged in yet)
     # starts the daemon degraded, waiting for it. `config check` still names it.
     resolved = preflight(settings, check_devices=False)
-    return asyncio.run(run_daemon(settings, resolved))
+    stopper = PartsStopper()
+    runner = asyncio.Runner()
+    try:
+        return runner.run(run_daemon(settings, resolved, stopper=stopper))
+    finally:
+        if stopper.hung:
+            # A thread stuck in a device would hold the loop's close (its executor) for good.
+            exit_now(EXIT_NOT_CLEAN)
+        runner.close()
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from device.service.eventlog import EventLog
 from device.service.metrics import start_metrics
 from device.service.notify import Notifier, status_subscriber, watchdog_task
 from device.service.parts import speaker_stall_s, supervise_parts
+from device.service.shutdown import EXIT_NOT_CLEAN, PartsStopper
 from device.service.supervisor import Supervisor
 from device.tools.dispatcher import ToolDispatcher
 from device.tools.operator import BadgeScanner, SignOn
@@ -135,9 +136,10 @@ def live_connector(settings: Settings, resolved: Resolved, tools: ToolRunner) ->
 
 @contextlib.asynccontextmanager
 async def assemble(
-    settings: Settings, resolved: Resolved, bus: EventBus
+    settings: Settings, resolved: Resolved, bus: EventBus, *, stopper: PartsStopper | None = None
 ) -> AsyncIterator[Appliance]:
-    """Build every part; close them all on the way out, whatever happened."""
+    """Build every part; close them all on the way out (each within `stopper`'s bound),
+    whatever happened."""
     event_log = EventLog(
         settings.state_path(settings.device.event_log),
         device_id=settings.device.id,
@@ -230,22 +232,24 @@ async def assemble(
         await write_queue.start()
         yield appliance
     finally:
+        # Each part within a bound: one hung in its device must not hold the rest, or the stop.
+        stop = stopper if stopper is not None else PartsStopper()
         unsupervise()
-        await control.stop()
-        board.close()
-        await eye.close()
-        await appliance.stop()
-        barge_in.close()
+        await stop.close("control socket", control.stop)
+        await stop.close("panel", board.close)
+        await stop.close("camera", eye.close)
+        await stop.close("appliance", appliance.stop)
+        await stop.close("voice barge-in", barge_in.close)
         if listener is not None:
-            await listener.close()
+            await stop.close("wake listener", listener.close)
         if echo is not None:
-            echo.close()
-        await speaker.close()
-        await mic.close()
-        await write_queue.aclose()
-        await tools.aclose()
-        metrics.close()
-        event_log.close()
+            await stop.close("echo canceller", echo.close)
+        await stop.close("speaker", speaker.close)
+        await stop.close("microphone", mic.close)
+        await stop.close("write queue", write_queue.aclose)
+        await stop.close("tool runner", tools.aclose)
+        await stop.close("metrics", metrics.close)
+        await stop.close("event log", event_log.close)
 
 
 def control_handler(
@@ -269,8 +273,16 @@ def control_handler(
     return handle
 
 
-async def run_daemon(settings: Settings, resolved: Resolved, *, bus: EventBus | None = None) -> int:
-    """The daemon's main: runs until SIGTERM/SIGINT, then stops cleanly."""
+async def run_daemon(
+    settings: Settings,
+    resolved: Resolved,
+    *,
+    bus: EventBus | None = None,
+    stopper: PartsStopper | None = None,
+) -> int:
+    """The daemon's main: runs until SIGTERM/SIGINT, then stops: 0 when every part closed,
+    `EXIT_NOT_CLEAN` when one failed or hung in its device (`stopper.hung` names those)."""
+    stopper = stopper if stopper is not None else PartsStopper()
     bus = bus or EventBus()
     notifier = Notifier()
     bus.subscribe(status_subscriber(notifier))
@@ -278,7 +290,8 @@ async def run_daemon(settings: Settings, resolved: Resolved, *, bus: EventBus | 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with assemble(settings, resolved, bus) as appliance:
+    failed = False
+    async with assemble(settings, resolved, bus, stopper=stopper) as appliance:
         supervisor = appliance.supervisor
         assert supervisor is not None
         runner = asyncio.create_task(appliance.run(), name="appliance")
@@ -286,13 +299,15 @@ async def run_daemon(settings: Settings, resolved: Resolved, *, bus: EventBus | 
             watchdog_task(notifier, healthy=supervisor.healthy), name="watchdog"
         )
         notifier.ready()
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({runner, stopped}, return_when=asyncio.FIRST_COMPLETED)
         notifier.stopping()
-        for task in (runner, watchdog, stopper):
+        stopper.arm_deadline()
+        for task in (runner, watchdog, stopped):
             task.cancel()
-        await asyncio.gather(runner, watchdog, stopper, return_exceptions=True)
+        await asyncio.gather(runner, watchdog, stopped, return_exceptions=True)
         if runner.done() and not runner.cancelled() and runner.exception() is not None:
             log.error("appliance stopped: %s", runner.exception())
-            return 1
-    return 0
+            failed = True
+    stopper.disarm_deadline()
+    return EXIT_NOT_CLEAN if failed or stopper.hung or stopper.failed else 0

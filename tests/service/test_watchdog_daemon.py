@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import fcntl
 import os
 import shutil
@@ -19,11 +20,13 @@ import sys
 import tempfile
 import termios
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from test_notify import NotifySocket
+from test_shutdown import unit_stop_timeout_s
 
 from device.config import REPO_CONFIG_DIR
 from device.inventory.server import serve_inventory
@@ -120,11 +123,19 @@ async def until_stuck(work: Path) -> dict[str, object]:
         await asyncio.sleep(PERIOD_S / 4)
 
 
-async def test_a_hung_speaker_stops_the_daemons_pings_and_an_idle_one_keeps_them(
-    tmp_path: Path,
-) -> None:
+@dataclass
+class HungSpeakerRig:
+    work: Path
+    proc: asyncio.subprocess.Process
+    systemd: NotifySocket
+    emu: Emulator
+    reader: int  # the FIFO's read end: the sound card, which reads only when told
+
+
+@contextlib.asynccontextmanager
+async def hung_speaker_daemon(work: Path) -> AsyncIterator[HungSpeakerRig]:
+    """The daemon as under systemd, its speaker a FIFO nobody reads yet, idle and pinging."""
     pytest.importorskip("pyaudio")
-    work = tmp_path
     (work / "key").write_text(KEY)
     notify_dir = Path(tempfile.mkdtemp(prefix="wv-wd-"))
     systemd = NotifySocket(notify_dir / "notify")
@@ -134,7 +145,6 @@ async def test_a_hung_speaker_stops_the_daemons_pings_and_an_idle_one_keeps_them
     # pipe so a reply fills it at once. Nothing reads it until the test says so.
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, 4096)
-    drained = threading.Event()
     async with (
         serve_inventory(work / "inventory.db", seed="demo") as inventory,
         Emulator(load_scenario("where-is-sku"), workdir=work / "emu", api_key=KEY) as emu,
@@ -166,61 +176,103 @@ async def test_a_hung_speaker_stops_the_daemons_pings_and_an_idle_one_keeps_them
                 stderr=errors,
                 env=env,
             )
-            drainer: threading.Thread | None = None
             try:
                 await until("the control socket", lambda: (work / "control.sock").exists())
                 assert (await ctl(work, "status"))["state"] == "idle"
-                # Healthy and idle: the pings keep coming.
-                await more_pings(systemd, 3)
-                assert (await health(work))["speaker"]["health"] == "ok"
-
-                # A turn: the reply fills the pipe, and the next write hangs.
-                await ctl(work, "press")
-                await until("reply audio in the speaker", lambda: pipe_bytes(reader) > 0)
-                at_hang = pings(systemd)
-                await emu.wait_for_turns(1, timeout_s=60)
-                await ctl(work, "release")
-                speaker = await until_stuck(work)
-                assert "hung" in str(speaker["reason"])
-                # It stopped within the budget: at most the budget's pings after the hang
-                # began (one more may have been in flight when the first byte was seen).
-                after_hang = pings(systemd) - at_hang
-                print(f"{after_hang} ping(s) after the speaker hung, then none")
-                assert after_hang <= BUDGET_PERIODS + 1, (
-                    f"{after_hang} pings after the speaker hung"
-                )
-                # And it stays stopped: many periods pass without one.
-                stopped_at = pings(systemd)
-                await asyncio.sleep(4 * PERIOD_S)
-                assert pings(systemd) - stopped_at <= 1, "the watchdog was fed while it hung"
-                assert proc.returncode is None
-
-                # The card takes audio again: the speaker works and the pings come back.
-                os.set_blocking(reader, True)
-
-                def drain() -> None:
-                    while os.read(reader, 65536):
-                        pass
-                    drained.set()
-
-                drainer = threading.Thread(target=drain, daemon=True)
-                drainer.start()
-                await more_pings(systemd, 3)
-                assert (await health(work))["speaker"]["health"] == "ok"
-                proc.send_signal(signal.SIGTERM)
-                # A bound only so a hung daemon fails instead of hanging the suite.
-                await asyncio.wait_for(proc.wait(), timeout=120)
+                yield HungSpeakerRig(work, proc, systemd, emu, reader)
             finally:
                 if proc.returncode is None:
                     proc.kill()
                     await proc.wait()
                 errors.close()
-                if drainer is not None:
-                    drainer.join(timeout=10)
                 os.close(reader)
                 systemd.close()
                 shutil.rmtree(notify_dir)
-    stderr = (work / "stderr.log").read_text()
+
+
+async def hang_the_speaker(rig: HungSpeakerRig) -> int:
+    """A turn: the reply fills the pipe and the next write hangs. The pings sent by then."""
+    await ctl(rig.work, "press")
+    await until("reply audio in the speaker", lambda: pipe_bytes(rig.reader) > 0)
+    at_hang = pings(rig.systemd)
+    await rig.emu.wait_for_turns(1, timeout_s=60)
+    await ctl(rig.work, "release")
+    return at_hang
+
+
+async def test_a_hung_speaker_stops_the_daemons_pings_and_an_idle_one_keeps_them(
+    tmp_path: Path,
+) -> None:
+    drained = threading.Event()
+    drainer: threading.Thread | None = None
+    async with hung_speaker_daemon(tmp_path) as rig:
+        work, proc, systemd, reader = rig.work, rig.proc, rig.systemd, rig.reader
+        try:
+            # Healthy and idle: the pings keep coming.
+            await more_pings(systemd, 3)
+            assert (await health(work))["speaker"]["health"] == "ok"
+
+            at_hang = await hang_the_speaker(rig)
+            speaker = await until_stuck(work)
+            assert "hung" in str(speaker["reason"])
+            # It stopped within the budget: at most the budget's pings after the hang
+            # began (one more may have been in flight when the first byte was seen).
+            after_hang = pings(systemd) - at_hang
+            print(f"{after_hang} ping(s) after the speaker hung, then none")
+            assert after_hang <= BUDGET_PERIODS + 1, f"{after_hang} pings after the speaker hung"
+            # And it stays stopped: many periods pass without one.
+            stopped_at = pings(systemd)
+            await asyncio.sleep(4 * PERIOD_S)
+            assert pings(systemd) - stopped_at <= 1, "the watchdog was fed while it hung"
+            assert proc.returncode is None
+
+            # The card takes audio again: the speaker works and the pings come back.
+            os.set_blocking(reader, True)
+
+            def drain() -> None:
+                while os.read(reader, 65536):
+                    pass
+                drained.set()
+
+            drainer = threading.Thread(target=drain, daemon=True)
+            drainer.start()
+            await more_pings(systemd, 3)
+            assert (await health(work))["speaker"]["health"] == "ok"
+            proc.send_signal(signal.SIGTERM)
+            # A bound only so a hung daemon fails instead of hanging the suite.
+            await asyncio.wait_for(proc.wait(), timeout=120)
+        finally:
+            if drainer is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            if drainer is not None:
+                drainer.join(timeout=10)
+    stderr = (tmp_path / "stderr.log").read_text()
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
     assert drained.is_set()  # the daemon closed its speaker on the way out
+
+
+async def test_a_daemon_whose_speaker_hangs_still_stops_on_sigterm_and_says_what_hung(
+    tmp_path: Path,
+) -> None:
+    """systemd stops a unit with SIGTERM and kills it TimeoutStopSec later: a part that hangs
+    in its device must not hold the stop, and the journal must say which part and where."""
+    async with hung_speaker_daemon(tmp_path) as rig:
+        await hang_the_speaker(rig)
+        await until_stuck(rig.work)
+        rig.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(rig.proc.wait(), timeout=unit_stop_timeout_s())
+        except TimeoutError:
+            pytest.fail(
+                f"the daemon was still stopping {unit_stop_timeout_s():.0f} s after SIGTERM, "
+                "where systemd kills it"
+            )
+        messages = rig.systemd.snapshot()
+    stderr = (tmp_path / "stderr.log").read_text()
+    assert rig.proc.returncode == 1, stderr  # it stopped itself, and says the stop was not clean
+    assert any(m.startswith("STOPPING=1") for m in messages)
+    assert "the speaker did not stop" in stderr, stderr
+    # Every thread's stack, so the journal shows where the speaker hangs.
+    assert "Thread 0x" in stderr and "playback.py" in stderr, stderr
