@@ -137,16 +137,18 @@ def _score_part(
 def passes(systems: Sequence[str], vad: bool) -> list[tuple[str, ...]]:
     """The scoring passes for `systems`: a bare system asked for beside its front end scored
     between frames rides in that system's pass (without VAD); every other system has its own."""
-    out: list[tuple[str, ...]] = []
-    riding: set[str] = set()
+    if vad:
+        return [(system,) for system in systems]
+    host: dict[str, str] = {}  # a bare system -> the first asked-for system whose pass gives it
     for system in systems:
         bare = bare_of(system)
-        if bare is not None and not vad and bare in systems and bare not in riding:
-            riding.add(bare)
-            out.append((system, bare))
-        else:
-            out.append((system,))
-    return [p for p in out if p != (p[0],) or p[0] not in riding]
+        if bare is not None and bare in systems:
+            host.setdefault(bare, system)
+    return [
+        (system, *(bare for bare, by in host.items() if by == system))
+        for system in systems
+        if system not in host
+    ]
 
 
 def score_all(
@@ -166,12 +168,12 @@ def score_all(
     stopped early leaves every system with as many hours. `cached_only` scores nothing: it
     combines what the cache holds (the positives and the first segments present).
     """
-    tasks: list[tuple[str, int | None, float]] = [(s, None, 0.0) for s in systems]
-    for index, seconds in enumerate(segments(negative_s)):
-        tasks += [(s, index, seconds) for s in systems]
     if cached_only:
         if cache is None:
             raise ValueError("cached_only needs a cache directory")
+        tasks: list[tuple[str, int | None, float]] = [(s, None, 0.0) for s in systems]
+        for index, seconds in enumerate(segments(negative_s)):
+            tasks += [(s, index, seconds) for s in systems]
         parts: dict[str, list[Trace]] = {s: [] for s in systems}
         for system, segment, seconds in tasks:
             path = trace_path(cache, system, _part_name(quick, segment, seconds), vad)
