@@ -1,141 +1,77 @@
-"""Session-wide pieces of the provisioning tests: a throwaway SSH target on 127.0.0.1 (its own
-sshd, host key, user and sudo rule) and the release kit every play installs from.
-
-Both are built once per session, not once per test file: the sshd, the user and the source
-snapshot are the same for every play, and the wheel and its dependencies are what pip would
-otherwise resolve and download again for each release venv."""
+"""The provisioning tests' session: their playbook runs start in the background as soon as
+collection shows a test that needs them (session_plays.py), and the fixtures below wait for
+the runs each test looks at."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from concurrent.futures import Future
+from typing import TypeVar
 
 import pytest
 
-from tests.provisioning.broker_fixtures import broker_plays  # noqa: F401
-from tests.provisioning.playbook_fixtures import provisioned, upgraded  # noqa: F401
-from tests.provisioning.support import ReleaseKit, build_kit
+from tests.provisioning.broker_plays import BrokerRuns
+from tests.provisioning.device_plays import Provisioned, Upgraded
+from tests.provisioning.session_plays import SessionPlays
+from tests.provisioning.sshd import SshTarget
 
-SSHD = "/usr/sbin/sshd"
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    host: str
-    port: int
-    user: str
-    key: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+T = TypeVar("T")
+# The fixtures that need the session's SSH target, and the runs each needs.
+RUNS_OF_FIXTURE = {
+    "ssh_target": (),
+    "provisioned": ("install",),
+    "upgraded": ("upgrade",),
+    "broker_runs": ("broker",),
+}
+_plays: SessionPlays | None = None
 
 
-def _run(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _plays
+    if session.config.option.collectonly or _plays is not None:
+        return
+    used = {f for item in session.items for f in getattr(item, "fixturenames", ())}
+    needed = used & RUNS_OF_FIXTURE.keys()
+    if needed:
+        _plays = SessionPlays({run for fixture in needed for run in RUNS_OF_FIXTURE[fixture]})
 
 
-def _wait_for_banner(port: int, process: subprocess.Popen[bytes], deadline_s: float) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"sshd exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
-            if s.recv(4).startswith(b"SSH-"):
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"sshd did not answer on port {port}")
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    global _plays
+    if _plays is not None:
+        _plays.close()
+        _plays = None
 
 
-@pytest.fixture(scope="session")
-def ssh_target() -> Iterator[SshTarget]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the test creates a user and a sudo rule for the SSH target")
-    for tool in (SSHD, "ssh-keygen", "sudo", "useradd"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"needs {tool}: apt-get install -y openssh-server sudo")
+def _started() -> SessionPlays:
+    global _plays
+    if _plays is None:  # not seen at collection: a fixture asked for by name (getfixturevalue)
+        _plays = SessionPlays({"install", "upgrade", "broker"})
+    if _plays.skip_reason is not None:
+        pytest.skip(_plays.skip_reason)
+    return _plays
 
-    # Not under pytest's tmp root: that is root-only (0700), and sshd reads the authorized
-    # keys as the user logging in.
-    work = Path(tempfile.mkdtemp(prefix="wv-sshd-"))
-    work.chmod(0o755)
-    user = f"wvprov{secrets.token_hex(3)}"
-    sudoers = Path(f"/etc/sudoers.d/{user}")
-    process: subprocess.Popen[bytes] | None = None
-    try:
-        # usermod -p '*': not a usable password, yet not a locked account, which sshd
-        # would refuse even for key logins.
-        _run("useradd", "--create-home", "--shell", "/bin/bash", user)
-        _run("usermod", "-p", "*", user)
-        sudoers.write_text(f"{user} ALL=(ALL) NOPASSWD: ALL\n")
-        sudoers.chmod(0o440)
 
-        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "host_key"))
-        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "client_key"))
-        authorized = work / "authorized_keys"
-        shutil.copy(work / "client_key.pub", authorized)
-        authorized.chmod(0o644)
-
-        port = _free_port()
-        config = work / "sshd_config"
-        config.write_text(
-            f"Port {port}\n"
-            "ListenAddress 127.0.0.1\n"
-            f"HostKey {work / 'host_key'}\n"
-            f"PidFile {work / 'sshd.pid'}\n"
-            f"AuthorizedKeysFile {authorized}\n"
-            f"AllowUsers {user}\n"
-            "UsePAM no\n"
-            "StrictModes no\n"
-            "PubkeyAuthentication yes\n"
-            "PasswordAuthentication no\n"
-            "KbdInteractiveAuthentication no\n"
-            "Subsystem sftp internal-sftp\n"
-        )
-        # sshd insists on its privilege separation directory.
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        process = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=open(work / "sshd.log", "wb"),  # noqa: SIM115 - lives as long as sshd
-        )
-        try:
-            _wait_for_banner(port, process, 30)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}: {(work / 'sshd.log').read_text()[-2000:]}") from None
-        yield SshTarget("127.0.0.1", port, user, work / "client_key")
-    finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        sudoers.unlink(missing_ok=True)
-        subprocess.run(["userdel", "--remove", user], capture_output=True, timeout=60)
-        shutil.rmtree(work, ignore_errors=True)
+def _wait(run: Future[T] | None, name: str) -> T:
+    if run is None:
+        pytest.fail(f"the session's {name} plays were not started: no collected test needs them")
+    return run.result()
 
 
 @pytest.fixture(scope="session")
-def release_kit() -> Iterator[ReleaseKit]:
-    # Not under pytest's tmp root, which is root-only (0700): the service user runs the
-    # release's code for the health check.
-    work = Path(tempfile.mkdtemp(prefix="wv-kit-"))
-    work.chmod(0o755)
-    try:
-        yield build_kit(work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+def ssh_target() -> SshTarget:
+    return _started().target.result()
+
+
+@pytest.fixture(scope="session")
+def provisioned() -> Provisioned:
+    return _wait(_started().install, "install")
+
+
+@pytest.fixture(scope="session")
+def upgraded() -> Upgraded:
+    return _wait(_started().upgrade, "upgrade")
+
+
+@pytest.fixture(scope="session")
+def broker_runs() -> BrokerRuns:
+    return _wait(_started().broker, "broker")

@@ -13,11 +13,13 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import pytest
+
+from tests.provisioning.sshd import SshTarget
 
 REPO = Path(__file__).resolve().parents[2]
 PROVISIONING = REPO / "provisioning"
@@ -38,21 +40,12 @@ SNAPSHOT_IGNORE = shutil.ignore_patterns(
 )  # fmt: skip
 
 
-class SshTarget(Protocol):
-    """What the `ssh_target` fixture (conftest.py) provides."""
-
-    host: str
-    port: int
-    user: str
-    key: Path
-
-
-def inventory_host(ssh_target: SshTarget) -> dict[str, object]:
+def inventory_host(target: SshTarget) -> dict[str, object]:
     return {
-        "ansible_host": ssh_target.host,
-        "ansible_port": ssh_target.port,
-        "ansible_user": ssh_target.user,
-        "ansible_ssh_private_key_file": str(ssh_target.key),
+        "ansible_host": target.host,
+        "ansible_port": target.port,
+        "ansible_user": target.user,
+        "ansible_ssh_private_key_file": str(target.key),
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
         "ansible_python_interpreter": "/usr/bin/python3",
     }
@@ -108,11 +101,15 @@ def task_lines(output: str, task: str) -> list[str]:
     return [line for line in match.group(1).splitlines() if line.strip()]
 
 
-def ansible_env(playbooks: Path, work: Path) -> dict[str, str]:
+def ansible_env(
+    playbooks: Path, work: Path, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """ansible-playbook's environment: `base` (default: this process's) plus its settings."""
+    base = os.environ if base is None else base
     control_dir = work / "cp"
     control_dir.mkdir(exist_ok=True)
     return {
-        **os.environ,
+        **base,
         "ANSIBLE_CONFIG": str(playbooks / "ansible.cfg"),
         "ANSIBLE_HOME": str(work / "home"),
         "ANSIBLE_LOCAL_TEMP": str(work / "tmp"),
@@ -125,7 +122,7 @@ def ansible_env(playbooks: Path, work: Path) -> dict[str, str]:
         "ANSIBLE_INTERNAL_POLL_INTERVAL": "0.01",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
-        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        "PATH": f"{BIN}:{base.get('PATH', '')}",
     }
 
 

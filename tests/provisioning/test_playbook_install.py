@@ -1,5 +1,5 @@
 """The playbook's first install of a device, its rerun and its check mode, against a real SSH
-target (the plays run once per session: playbook_fixtures.py)."""
+target (the plays run once per session, in the background: device_plays.py, session_plays.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from device.config import load_settings
-from tests.provisioning.playbook_fixtures import (
+from tests.provisioning.device_plays import (
     CURRENT,
     GEMINI_KEY,
     HOST,
@@ -24,8 +24,8 @@ from tests.provisioning.support import CLEAN_ENV, REPO, needs_ansible, task_line
 pytestmark = [
     needs_ansible,
     pytest.mark.slow,
-    # The first test sets up the session's plays: four playbook runs, one installing a release
-    # into a fresh venv; a loaded machine takes minutes for each.
+    # The first test waits for the session's plays (started with the session): four playbook
+    # runs, one installing a release into a fresh venv; a loaded machine takes minutes for each.
     pytest.mark.timeout(2400),
 ]
 

@@ -1,6 +1,6 @@
 """The playbook's upgrades of a provisioned device: a release that does not get healthy is rolled
 back and stops the rollout, a healthy one goes live (and moves the device to ephemeral tokens).
-The plays run once per session (playbook_fixtures.py), after test_playbook_install.py."""
+The plays run once per session, in the background, on a device of their own (device_plays.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from device.config import load_settings
-from tests.provisioning.playbook_fixtures import BROKER_TOKEN, RELEASES, Provisioned, Upgraded
+from tests.provisioning.device_plays import BROKER_TOKEN, RELEASES, Upgraded
 from tests.provisioning.support import (
     ANSIBLE_LINT,
     BIN,
@@ -23,8 +23,7 @@ from tests.provisioning.support import (
 pytestmark = [
     needs_ansible,
     pytest.mark.slow,
-    # Two playbook runs, each installing a release into a fresh venv (and, when this file runs
-    # alone, the four of the first install before them).
+    # Three playbook runs, each installing a release into a fresh venv.
     pytest.mark.timeout(2400),
 ]
 
@@ -32,6 +31,7 @@ pytestmark = [
 def test_an_unhealthy_release_is_rolled_back_and_stops_the_rollout(
     upgraded: Upgraded,
 ) -> None:
+    assert upgraded.first.returncode == 0, upgraded.first.output[-4000:]
     run = upgraded.bad
     assert run.returncode != 0, run.output[-4000:]
     assert run.recap["failed"] == 1
@@ -51,18 +51,18 @@ def test_an_unhealthy_release_is_rolled_back_and_stops_the_rollout(
 
 
 def test_after_a_rollback_a_healthy_upgrade_goes_live_and_keeps_the_previous_release(
-    provisioned: Provisioned, upgraded: Upgraded
+    upgraded: Upgraded,
 ) -> None:
     run = upgraded.good
     assert run.returncode == 0, run.output[-6000:]
     good, first = upgraded.releases["good"], upgraded.releases["first"]
     assert good.name.startswith("0.1.2-")
-    assert good.parent == provisioned.destdir / RELEASES
+    assert good.parent == upgraded.destdir / RELEASES
     # The rollback had put the first release back: it is what this upgrade replaced.
     before = task_lines(run.output, "Remember the release and config to return to")
     assert before and before[0].startswith("ok:")
     assert first.exists()
-    etc = provisioned.destdir / "etc/warehouse-voice"
+    etc = upgraded.destdir / "etc/warehouse-voice"
     assert load_settings(etc / "config.toml").live.voice == "Charon"
     assert not list(etc.glob("config.toml.*~"))  # the superseded config's backup is gone
 
@@ -82,15 +82,15 @@ def test_ansible_lint_passes() -> None:
 
 
 def test_an_ephemeral_device_gets_a_broker_token_and_loses_the_gemini_key(
-    provisioned: Provisioned, upgraded: Upgraded
+    upgraded: Upgraded,
 ) -> None:
     assert upgraded.good.returncode == 0, upgraded.good.output[-6000:]
-    credentials = provisioned.destdir / "etc/warehouse-voice/credentials"
+    credentials = upgraded.destdir / "etc/warehouse-voice/credentials"
     assert sorted(p.name for p in credentials.iterdir()) == ["broker-token", "inventory-token"]
     assert (credentials / "broker-token").read_text() == BROKER_TOKEN
-    dropin = provisioned.destdir / "etc/systemd/system/warehouse-voice.service.d/ephemeral.conf"
+    dropin = upgraded.destdir / "etc/systemd/system/warehouse-voice.service.d/ephemeral.conf"
     assert dropin.read_text() == (REPO / "systemd/warehouse-voice-ephemeral.conf").read_text()
-    settings = load_settings(provisioned.destdir / "etc/warehouse-voice/config.toml")
+    settings = load_settings(upgraded.destdir / "etc/warehouse-voice/config.toml")
     assert (settings.live.auth, settings.live.broker_url) == (
         "ephemeral",
         "https://broker.site.lan:8443",

@@ -1,16 +1,15 @@
 """The playbook's token broker play against a real SSH target (see conftest.py), installed under
-a scratch prefix with the service steps off, as in playbook_fixtures.py. Its two runs
-(broker_fixtures.py) go on beside the device plays."""
+a scratch prefix with the service steps off, as in device_plays.py. Its two runs
+(broker_plays.py) go on in the background beside the rest of the session (session_plays.py)."""
 
 from __future__ import annotations
 
 import stat
-from concurrent.futures import Future
 
 import pytest
 
 from device.broker.devices import DeviceRegistry
-from tests.provisioning.broker_fixtures import DEVICE_TOKEN, GEMINI_KEY, BrokerRuns
+from tests.provisioning.broker_plays import DEVICE_TOKEN, GEMINI_KEY, BrokerRuns
 from tests.provisioning.support import REPO, needs_ansible
 
 pytestmark = [
@@ -18,12 +17,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(1800),
 ]
-
-
-@pytest.fixture(scope="module")
-def broker_runs(broker_plays: Future[BrokerRuns]) -> BrokerRuns:
-    # Started by the session's first provisioning fixture; the device plays ran meanwhile.
-    return broker_plays.result()
 
 
 def test_the_broker_gets_its_secrets_as_root_only_credentials(broker_runs: BrokerRuns) -> None:
