@@ -12,9 +12,11 @@ from device.config import REPO_CONFIG_DIR
 from device.events import (
     Event,
     EventBus,
+    Speaking,
     ToolFinished,
 )
 from device.inventory.server import RunningInventory
+from device.live.session import Conversation
 from device.sim.scenario import Scenario, parse_scenario
 from device.sim.speech import synthesize
 from device.tools.dispatcher import ToolDispatcher
@@ -64,20 +66,53 @@ async def converse(rig: Any, utterances: list[str]) -> list[Event]:
     """Hold the talk button for each utterance in turn, then let the session close."""
     seen: list[Event] = []
     rig.bus.subscribe(seen.append)
+    replies_ended = asyncio.Event()
+    heard = 0  # replies the device has played to their end
+
+    def on_event(event: Event) -> None:
+        nonlocal heard
+        if isinstance(event, Speaking) and not event.started:
+            heard += 1
+            replies_ended.set()
+
+    rig.bus.subscribe(on_event)
     runner = asyncio.create_task(rig.appliance.run())
     await asyncio.sleep(0)
     try:
+        spoken = 0
         for turn, text in enumerate(utterances, start=1):
             rig.mic.say(synthesize(text))
             rig.appliance.press("gpio")
             await rig.mic.wait_said()
             rig.appliance.release("gpio")
-            await rig.emulator.wait_for_turns(turn, timeout_s=30)
+            record = await rig.emulator.wait_for_turns(turn, timeout_s=30)
+            # The worker answers once they have heard the reply (a read-back), not when the
+            # service has sent it: under load its last frames can still be on their way to
+            # the device, and a press then cuts the reply short.
+            spoken += bool(record.finished_turns[turn - 1].reply_pcm)
+            async with asyncio.timeout(30):
+                while heard < spoken:
+                    replies_ended.clear()
+                    await replies_ended.wait()
         await rig.wait_until_idle_after_session()
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
     return seen
+
+
+def lag_device(monkeypatch: Any, seconds: float) -> None:
+    """The device handles each of the service's messages `seconds` late, as on a loaded
+    machine: the service has sent a whole reply while the device is still on its first words."""
+    if not seconds:
+        return
+    handle = Conversation.on_message
+
+    async def late(self: Conversation, message: Any) -> None:
+        await asyncio.sleep(seconds)
+        await handle(self, message)
+
+    monkeypatch.setattr(Conversation, "on_message", late)
 
 
 def dispatcher_for(inv: RunningInventory) -> Any:
