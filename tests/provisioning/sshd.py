@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
+# The plays run in the background beside the rest of the suite (session_plays.py): at a lower
+# priority, so they take the CPU the tests leave idle (most of them wait on real-time audio)
+# rather than slow them. The sshd carries it to everything a play runs on the target.
+BACKGROUND = ("nice", "-n", "10")
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ def ssh_target() -> Iterator[SshTarget]:
         # sshd insists on its privilege separation directory.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         process = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(config)],
+            [*BACKGROUND, SSHD, "-D", "-e", "-f", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=open(work / "sshd.log", "wb"),  # noqa: SIM115 - lives as long as sshd
         )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.provisioning.sshd import SshTarget
+from tests.provisioning.sshd import BACKGROUND, SshTarget
 
 REPO = Path(__file__).resolve().parents[2]
 PROVISIONING = REPO / "provisioning"
@@ -131,7 +131,7 @@ def run_playbook(
 ) -> Run:
     started = time.monotonic()
     result = subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), *args, str(playbooks / "playbook.yml")],
+        [*BACKGROUND, str(ANSIBLE_PLAYBOOK), *args, str(playbooks / "playbook.yml")],
         cwd=playbooks,
         env=env if env is not None else ansible_env(playbooks, work),
         capture_output=True,
@@ -187,7 +187,9 @@ def build_kit(work: Path) -> ReleaseKit:
 
 
 def _run(*argv: str) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=CLEAN_ENV)
+    result = subprocess.run(
+        [*BACKGROUND, *argv], capture_output=True, text=True, timeout=900, env=CLEAN_ENV
+    )
     assert result.returncode == 0, f"{argv}: {result.stdout[-2000:]}{result.stderr[-3000:]}"
     return result.stdout
 

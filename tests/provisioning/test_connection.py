@@ -16,13 +16,13 @@ from tests.provisioning.support import BIN, PROVISIONING, inventory_host, needs_
 
 pytestmark = [needs_ansible, pytest.mark.slow, pytest.mark.timeout(600)]
 
-SUDO_DELAY_S = 14  # over ansible's default allowance of 10 + 2 s to see sudo start
+SUDO_DELAY_S = 13  # over ansible's default allowance of 10 + 2 s to see sudo start
 
 
 def test_a_device_slow_to_start_sudo_still_runs_its_task(ssh_target: SshTarget) -> None:
     # A busy Pi (the wake word running, pip installing a release) can take seconds before
     # sudo answers; with ansible's default a task then fails with "Timeout (12s) waiting for
-    # privilege escalation prompt", at random. Here sudo always takes 14 s to start.
+    # privilege escalation prompt", at random. Here sudo always takes 13 s to start.
     work = Path(tempfile.mkdtemp(prefix="wv-slow-sudo-"))
     try:
         work.chmod(0o755)  # the SSH user runs the wrapper
