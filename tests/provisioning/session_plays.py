@@ -2,7 +2,7 @@
 test that needs them (conftest.py), so they go on beside the rest of the suite.
 
 An ansible run mostly waits on SSH round trips and remote processes (a play here takes about a
-minute of wall time for a quarter of that in CPU), and the session needs eight of them: run one
+minute of wall time for a quarter of that in CPU), and the session needs nine of them: run one
 after another inside the first provisioning test's setup, they were the largest share of the
 suite's time. Here they start with the session: the SSH target and the release kit first, then
 the broker's runs, the install device's and the upgrade device's at once (those the collected
