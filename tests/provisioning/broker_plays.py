@@ -7,7 +7,6 @@ processes, so several at a time keep a two-core machine busier, not slower.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -19,10 +18,8 @@ from tests.provisioning.support import (
     ReleaseKit,
     Run,
     SshTarget,
-    ansible_env,
-    close_ssh_masters,
     inventory_host,
-    run_playbook,
+    scratch_play,
 )
 
 HOST = "testbroker"
@@ -43,12 +40,12 @@ def broker_runs(
 ) -> BrokerRuns:
     work = kit.work / "broker"
     work.mkdir()
-    cleanup.callback(close_ssh_masters, work)
     destdir = work / "target"
     tls = ensure_certificates(work / "tls", ["broker.site.lan"])
-    inventory = {"warehouse_voice_broker": {"hosts": {HOST: inventory_host(target)}}}
-    (work / "inventory.json").write_text(json.dumps(inventory))
-    extra = {
+    inventory: dict[str, object] = {
+        "warehouse_voice_broker": {"hosts": {HOST: inventory_host(target)}}
+    }
+    extra: dict[str, object] = {
         "warehouse_voice_destdir": str(destdir),
         "warehouse_voice_manage_services": False,
         "warehouse_voice_apt_update_cache": False,
@@ -61,10 +58,7 @@ def broker_runs(
         "warehouse_voice_broker_tls_key": tls.key_file.read_text(),
         "warehouse_voice_broker_device_tokens": {"dock-03": DEVICE_TOKEN},
     }
-    (work / "extra.json").write_text(json.dumps(extra))
-    playbooks = kit.source / "provisioning"
-    args = ("-i", str(work / "inventory.json"), "-e", f"@{work / 'extra.json'}")
-    env = ansible_env(playbooks, work, env)
-    first = run_playbook(playbooks, work, HOST, *args, env=env)
-    second = run_playbook(playbooks, work, HOST, *args, env=env)
+    play = scratch_play(kit, work, HOST, inventory, extra, env, cleanup)
+    first = play()
+    second = play()
     return BrokerRuns(destdir, first, second, tls.cert_file.read_text())

@@ -27,11 +27,9 @@ from tests.provisioning.support import (
     ReleaseKit,
     Run,
     SshTarget,
-    ansible_env,
-    close_ssh_masters,
     derive_wheel,
     inventory_host,
-    run_playbook,
+    scratch_play,
 )
 
 HOST = "testpi"
@@ -90,8 +88,6 @@ def device(
         "warehouse_voice_inventory_url": "http://10.0.0.5:8080/api/v1",
         "warehouse_voice_config_extra": {"live": {"voice": "Puck"}},
     }
-    (work / "inventory.json").write_text(json.dumps({"warehouse_voice": {"hosts": {HOST: host}}}))
-    playbooks = kit.source / "provisioning"
     extra = {
         "warehouse_voice_destdir": str(destdir),
         "warehouse_voice_manage_services": False,
@@ -128,15 +124,10 @@ def device(
         "warehouse_voice_health_retries": 1,
         "warehouse_voice_health_delay": 0,
     }
-    (work / "extra.json").write_text(json.dumps(extra))
-    env = ansible_env(playbooks, work, env)
-
-    def play(*flags: str) -> Run:
-        args = ("-i", str(work / "inventory.json"), "-e", f"@{work / 'extra.json'}", *flags)
-        return run_playbook(playbooks, work, HOST, *args, env=env)
+    inventory = {"warehouse_voice": {"hosts": {HOST: host}}}
+    play = scratch_play(kit, work, HOST, inventory, extra, env, cleanup)
 
     def remove() -> None:
-        close_ssh_masters(work)
         subprocess.run(["userdel", service_user], capture_output=True, timeout=60)
         subprocess.run(["groupdel", service_user], capture_output=True, timeout=60)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +142,30 @@ def run_playbook(
     output = result.stdout + result.stderr
     print(f"ansible-playbook {' '.join(args)}: {time.monotonic() - started:.1f} s")
     return Run(result.returncode, output, recap(output, host))
+
+
+def scratch_play(
+    kit: ReleaseKit,
+    work: Path,
+    host: str,
+    inventory: dict[str, object],
+    extra: dict[str, object],
+    env: Mapping[str, str],
+    cleanup: contextlib.ExitStack,
+) -> Callable[..., Run]:
+    """The playbook against one scratch host: its inventory and variables are written under
+    `work`; `play(*flags)` runs it with them. Its SSH master is closed with `cleanup`."""
+    (work / "inventory.json").write_text(json.dumps(inventory))
+    (work / "extra.json").write_text(json.dumps(extra))
+    playbooks = kit.source / "provisioning"
+    play_env = ansible_env(playbooks, work, env)
+    cleanup.callback(close_ssh_masters, work)
+    files = ("-i", str(work / "inventory.json"), "-e", f"@{work / 'extra.json'}")
+
+    def play(*flags: str) -> Run:
+        return run_playbook(playbooks, work, host, *files, *flags, env=play_env)
+
+    return play
 
 
 def close_ssh_masters(work: Path) -> None:
