@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.provisioning.sshd import SshTarget
-from tests.provisioning.support import BIN, PROVISIONING, inventory_host, needs_ansible
+from tests.provisioning.support import (
+    BIN,
+    PROVISIONING,
+    close_ssh_masters,
+    inventory_host,
+    needs_ansible,
+)
 
 pytestmark = [needs_ansible, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -43,6 +49,9 @@ def test_a_device_slow_to_start_sudo_still_runs_its_task(ssh_target: SshTarget) 
                 "ANSIBLE_CONFIG": str(PROVISIONING / "ansible.cfg"),
                 "ANSIBLE_HOME": str(work / "home"),
                 "ANSIBLE_LOCAL_TEMP": str(work / "tmp"),
+                # Its SSH master where `close_ssh_masters` finds it: one left running keeps the
+                # SSH user busy, and the session's end could not remove that user.
+                "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work / "cp"),
                 "ANSIBLE_NOCOLOR": "1",
                 "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
             },
@@ -50,4 +59,5 @@ def test_a_device_slow_to_start_sudo_still_runs_its_task(ssh_target: SshTarget) 
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert "CHANGED" in result.stdout and result.stdout.rstrip().endswith("0")
     finally:
+        close_ssh_masters(work)
         shutil.rmtree(work, ignore_errors=True)
