@@ -73,6 +73,9 @@ class Transcript(Event):
     session_id: str
     role: str  # "user" or "model"
     text: str
+    # A model reply the worker did not hear to its end (cut off, or the speaker failed): its
+    # text may hold words that never played. A finished reply is published once it has played.
+    cut: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

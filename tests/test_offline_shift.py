@@ -97,6 +97,11 @@ class Daemon:
                 await asyncio.sleep(0.05)
         await self.ctl("release")
         record = await emu.wait_for_turns(number, timeout_s=120)
+        # The worker answers once they have heard the reply (a read-back) to its end: the
+        # service sends it faster than it plays, and a press before its end cuts it short.
+        async with asyncio.timeout(120):
+            while len(replies_heard(self.work)) < number:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
         return record.tool_responses[-1].response
 
     async def kill(self) -> None:
@@ -125,6 +130,10 @@ def quiet_wav(path: Path) -> Path:
 def events(work: Path) -> list[dict[str, Any]]:
     lines = (work / "events.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines if line.strip()]
+
+
+def replies_heard(work: Path) -> list[dict[str, Any]]:
+    return [e for e in events(work) if e["kind"] == "speaking" and not e["started"]]
 
 
 def queue_events(work: Path, change: str) -> list[dict[str, Any]]:

@@ -4,7 +4,9 @@ Reply audio goes to the `ReplyPlayer`, which never makes the receive loop wait f
 and keeps playing across connection seams. `Speaking` is published when the reply's first
 piece reaches the speaker and ends when the speaker has played all of it; a reply the worker
 cuts off is flushed at once, and whatever of it is still on its way is dropped until the
-service says the reply is over. Transcripts are published one utterance at a time.
+service says the reply is over. Transcripts are published one utterance at a time; a reply's
+only once the speaker has played all of it (the service sends a reply faster than it plays, so
+its words arrive before the worker hears them), or marked `cut` when it stopped short.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Replies:
         self._cutting = False  # dropping what is left of a reply the worker cut off
         self._user_text: list[str] = []
         self._model_text: list[str] = []
+        # Replies received whole whose audio the speaker has not finished playing.
+        self._unheard: list[str] = []
         self._background: set[asyncio.Task[None]] = set()
 
     def connection_started(self) -> None:
@@ -61,9 +65,10 @@ class Replies:
         # says the reply is over (interrupted or turnComplete).
         self._cutting = source != "server" and self.streaming
         dropped = self.player.flush()
+        self._unheard.append(self._take(self._model_text))
+        self._publish_model(cut=True)
         self._voice_ended()
         self.model_speaking = False
-        self.flush_transcript("model")
         self._bus.publish(Interrupted(session_id=self._session_id, source=source))
         log.info("reply interrupted by %s, %d bytes dropped", source, dropped)
 
@@ -86,12 +91,14 @@ class Replies:
             self._model_text.append(text)
         if content.turn_complete:
             self._cutting = self.streaming = False
+            self.flush_user_transcript()
+            self._unheard.append(self._take(self._model_text))
             if self.model_speaking:
                 self._watch_playback_end()
+            else:
+                self._publish_model(cut=False)
             self.model_speaking = False
             self._touch()
-            self.flush_transcript("user")
-            self.flush_transcript("model")
 
     async def finish(self) -> None:
         """The conversation is over: reply audio already received is the worker's and goes to
@@ -102,22 +109,35 @@ class Replies:
             async with asyncio.timeout(_HAND_OVER_S):
                 await self.player.handed_over()
         await self.player.close()
-        self.flush_transcript("user")
-        self.flush_transcript("model")
+        self.flush_user_transcript()
+        self._unheard.append(self._take(self._model_text))
+        self._publish_model(cut=False)
 
-    def flush_transcript(self, role: str) -> None:
-        parts = self._user_text if role == "user" else self._model_text
+    def flush_user_transcript(self) -> None:
+        text = self._take(self._user_text)
+        if text:
+            self._bus.publish(Transcript(session_id=self._session_id, role="user", text=text))
+
+    @staticmethod
+    def _take(parts: list[str]) -> str:
         text = "".join(parts).strip()
         parts.clear()
-        if text:
-            self._bus.publish(Transcript(session_id=self._session_id, role=role, text=text))
+        return text
+
+    def _publish_model(self, *, cut: bool) -> None:
+        """Publish the replies not yet published, each as one transcript."""
+        replies, self._unheard = self._unheard, []
+        for text in filter(None, replies):
+            self._bus.publish(
+                Transcript(session_id=self._session_id, role="model", text=text, cut=cut)
+            )
 
     def _play(self, blob: types.Blob | None) -> None:
         if blob is None or not blob.data or not (blob.mime_type or "").startswith("audio/"):
             return
         on_speaker = None
         if not self.model_speaking:
-            self.flush_transcript("user")
+            self.flush_user_transcript()
             self.model_speaking = True
             on_speaker = self._voice_starts()
         self._touch()
@@ -127,12 +147,17 @@ class Replies:
         """Publish the end of speech when the speaker has played the whole reply."""
 
         async def wait() -> None:
+            failed = False
             try:
                 await self.player.drain()
             except AudioError as exc:
                 # The speaker failed mid-reply: the supervisor reports and reopens it. The
                 # reply is over either way, so its end is published like any other.
                 log.warning("speaker failed while a reply played: %s", exc)
+                failed = True
+            if self.player.playing and not failed:
+                return  # a later reply came meanwhile: the watch that ends with it publishes
+            self._publish_model(cut=failed)
             if not self.model_speaking:
                 self._voice_ended()
 

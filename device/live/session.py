@@ -192,7 +192,7 @@ class Conversation:
         if message.server_content is not None:
             self.replies.on_content(message.server_content)
         if message.tool_call is not None:
-            self.replies.flush_transcript("user")
+            self.replies.flush_user_transcript()
             self.touch()
             for call in message.tool_call.function_calls or []:
                 self.calls.on_call(call, self._links.count)

@@ -108,7 +108,7 @@ class Consents:
             if pending is None or event.mono <= pending.created:
                 return
             if event.role == "model":
-                consent.model_said(event.text)
+                consent.model_said(event.text, cut=event.cut)
             elif event.role == "user":
                 consent.worker_said(event.text)
         elif isinstance(event, ButtonEvent) and event.action == "press" and self._button_confirms:

@@ -7,9 +7,11 @@ its session, its call id, the exact change, the read-back, and its stage:
          \\            \\-> declined | expired | cancelled (| failed, handed_off)
 
 - proposed -> read_back: the model's own words (its output transcript) said the change's
-  quantity and its SKU or bins, and no other number (`check_readback`). Words that disagree
-  are a miss: they void an earlier read-back, and after `max_misses` the change is dropped
-  and a person is called.
+  quantity and its SKU or bins, and no other number (`check_readback`), and the speaker
+  played all of them: a reply the worker cut short, or one still playing, is no read-back
+  (the service sends a reply faster than it plays, so its transcript runs ahead of what was
+  heard). Words that disagree are a miss: they void an earlier read-back, and after
+  `max_misses` the change is dropped and a person is called.
 - read_back -> confirmed: the worker's short answer (`classify_answer`), or a press (button,
   control socket) *after* the read-back. A press before it is ignored and reported.
 - confirmed -> committed: only `commit_ready()` hands the action out, once.
@@ -122,13 +124,20 @@ def _spans(toks: list[spoken.Token], codes: Sequence[str]) -> dict[str, list[tup
     return {code: spoken.find_code(toks, code) for code in codes}
 
 
-def check_readback(said: str, change: Change, device_readback: str = "") -> ReadBack:
+def check_readback(
+    said: str, change: Change, device_readback: str = "", *, cut: bool = False
+) -> ReadBack:
     """Did the model's words read back this change?
 
     They must say the quantity and the SKU or every bin, and no number the device's own
-    read-back does not hold ("moving fifty" for a change of five is a miss).
+    read-back does not hold ("moving fifty" for a change of five is a miss). Words of a reply
+    `cut` short were not all heard: they never read a change back, and are a miss only when
+    they hold such a number before the point where the cut may have split one (a worker who
+    talks over a read-back has not been read a wrong change).
     """
     toks = spoken.tokens(said)
+    if cut:
+        toks = spoken.before_cut(toks)
     found = _spans(toks, change.codes)
     spans = [s for ss in found.values() for s in ss]
     numbers = spoken.numbers_outside(toks, spans)
@@ -141,9 +150,11 @@ def check_readback(said: str, change: Change, device_readback: str = "") -> Read
     names_it = bool(change.sku and found[change.sku]) or (
         bool(change.places) and all(found[p] for p in change.places)
     )
-    if change.quantity in numbers and names_it and set(numbers) <= allowed:
-        return ReadBack.MATCH
-    return ReadBack.MISS
+    if not set(numbers) <= allowed:
+        return ReadBack.MISS
+    if cut:
+        return ReadBack.NEUTRAL
+    return ReadBack.MATCH if change.quantity in numbers and names_it else ReadBack.MISS
 
 
 class Answer(StrEnum):
@@ -252,11 +263,12 @@ class Consent:
         self._action = action
         self._notify(Note("requested", action))
 
-    def model_said(self, text: str) -> None:
+    def model_said(self, text: str, *, cut: bool = False) -> None:
+        """The model's words, published once the worker heard them (`cut`: in part)."""
         action = self.pending
         if action is None:
             return
-        verdict = check_readback(text, action.change, action.readback)
+        verdict = check_readback(text, action.change, action.readback, cut=cut)
         action.heard.clear()  # the worker's answer starts after this
         if verdict == ReadBack.NEUTRAL:
             return

@@ -207,6 +207,38 @@ def find_code(toks: list[Token], code: str) -> list[tuple[int, int]]:
     return spans
 
 
+# Words said between the parts of one code ("aisle A, bay twelve"), unlike those that start one
+# ("from", "sku"): speech cut off among them may have stopped inside a code.
+_WITHIN_CODE = frozenset(("aisle", "bay", "level", "shelf", "row", "bin", "slot", "position",
+                          "location", "dash", "number"))  # fmt: skip
+_NUMBER_WORDS = (*_UNITS, *_TEENS, *_TENS, "hundred", "thousand")
+
+
+def _inside_code(tok: Token) -> bool:
+    return (
+        tok.is_number
+        or tok.text == BREAK
+        or tok.text in _WITHIN_CODE
+        or (tok.text.isalpha() and (len(tok.text) == 1 or tok.text in _NATO))
+    )
+
+
+def before_cut(toks: list[Token]) -> list[Token]:
+    """The tokens of speech cut off mid-way, without what the cut may have split: a number or
+    a code it stopped inside ("five" of "five hundred", "A 12" of "A-12-03", "hun" of
+    "hundred"). Speech cut after a break ended a clause and loses nothing."""
+    end = len(toks)
+    if end and toks[-1].text.isalpha() and not toks[-1].is_number:
+        last = toks[-1].text
+        if any(w.startswith(last) and w != last for w in _NUMBER_WORDS):
+            end -= 1
+    if end and toks[end - 1].text == BREAK:
+        return toks[:end]
+    while end and _inside_code(toks[end - 1]):
+        end -= 1
+    return toks[:end]
+
+
 def numbers_outside(toks: list[Token], spans: list[tuple[int, int]]) -> list[int]:
     """The numbers said outside the given spans (quantities, not parts of codes)."""
     inside = {k for start, end in spans for k in range(start, end)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -62,18 +63,30 @@ async def audit(inv: RunningInventory) -> list[dict[str, Any]]:
     return entries
 
 
-async def converse(rig: Any, utterances: list[str]) -> list[Event]:
-    """Hold the talk button for each utterance in turn, then let the session close."""
+async def converse(rig: Any, utterances: list[str], *, answer_at: float = 1.0) -> list[Event]:
+    """Hold the talk button for each utterance in turn, then let the session close.
+
+    The worker answers a reply once they have heard `answer_at` of it, counted in samples at
+    the speaker: 1.0 waits for its end, less talks over the rest of it."""
     seen: list[Event] = []
     rig.bus.subscribe(seen.append)
-    replies_ended = asyncio.Event()
-    heard = 0  # replies the device has played to their end
+    changed = asyncio.Event()
+    heard = 0  # replies the device has played to their end (or cut)
+    began: list[int] = []  # the speaker's played bytes when each reply began
 
     def on_event(event: Event) -> None:
         nonlocal heard
-        if isinstance(event, Speaking) and not event.started:
-            heard += 1
-            replies_ended.set()
+        if isinstance(event, Speaking):
+            if event.started:
+                began.append(rig.speaker.played_bytes)
+            else:
+                heard += 1
+            changed.set()
+
+    async def until(done: Callable[[], bool]) -> None:
+        while not done():
+            changed.clear()
+            await changed.wait()
 
     rig.bus.subscribe(on_event)
     runner = asyncio.create_task(rig.appliance.run())
@@ -89,11 +102,14 @@ async def converse(rig: Any, utterances: list[str]) -> list[Event]:
             # The worker answers once they have heard the reply (a read-back), not when the
             # service has sent it: under load its last frames can still be on their way to
             # the device, and a press then cuts the reply short.
-            spoken += bool(record.finished_turns[turn - 1].reply_pcm)
+            reply = len(record.finished_turns[turn - 1].reply_pcm)
+            spoken += bool(reply)
             async with asyncio.timeout(30):
-                while heard < spoken:
-                    replies_ended.clear()
-                    await replies_ended.wait()
+                if reply and answer_at < 1.0 and turn < len(utterances):
+                    await until(lambda n=spoken: len(began) >= n)
+                    await rig.speaker.wait_played(began[spoken - 1] + int(reply * answer_at))
+                else:
+                    await until(lambda n=spoken: heard >= n)
         await rig.wait_until_idle_after_session()
     finally:
         runner.cancel()

@@ -6,6 +6,7 @@ transcribed answer (or the button) decides. The model's call alone never commits
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from device.events import (
     ConfirmationIgnored,
     ConfirmationResolved,
     ErrorRaised,
+    Interrupted,
     ReadBackChecked,
     SessionStarted,
     ToolFinished,
@@ -111,6 +113,49 @@ async def test_a_control_confirm_before_the_read_back_does_not_confirm(  # type:
     assert answers == [False]
     assert [e.source for e in seen if isinstance(e, ConfirmationIgnored)] == ["control"]
     assert finished(seen, "confirm_pending_action") == [("refused", "NOT_CONFIRMED")]
+    await unchanged(inventory)
+
+
+# The service sends a read-back in a fraction of its length (speed 20); the speaker plays it
+# in real time. What the worker has not yet heard is not a read-back, whatever the transcript
+# already says.
+async def test_a_tap_while_the_read_back_plays_does_not_confirm(rig_factory, inventory) -> None:  # type: ignore[no-untyped-def]
+    turns = script((ASK_MOVE, READBACK, [PROPOSE]), ("Okay.", "Done.", [COMMIT]))
+    rig = await rig_factory(
+        turns, mic=mic(), speaker_speed=1.0, tools=consent_tools(inventory, "unknown")
+    )
+    answers: list[Any] = []
+
+    async def tap_halfway() -> None:
+        record = await rig.emulator.wait_for_turns(1, timeout_s=30)
+        sent = len(record.finished_turns[0].reply_pcm)
+        # The read-back is the first reply of a new speaker: its half is at half its bytes.
+        await rig.speaker.wait_played(sent // 2)
+        assert rig.speaker.playing
+        answers.append(rig.tools.confirm("button"))  # the panel's tap while a change waits
+
+    tap = asyncio.create_task(tap_halfway())
+    seen = await converse(rig, [SAY_MOVE, "okay"])
+    await tap
+    assert answers == [False]
+    assert [e.source for e in seen if isinstance(e, ConfirmationIgnored)] == ["button"]
+    assert finished(seen, "confirm_pending_action") == [("refused", "NOT_CONFIRMED")]
+    await unchanged(inventory)
+
+
+async def test_confirm_said_over_the_read_back_does_not_commit_and_is_not_a_miss(  # type: ignore[no-untyped-def]
+    rig_factory, inventory
+) -> None:
+    turns = script((ASK_MOVE, READBACK, [PROPOSE]), ("Confirm.", "Done.", [COMMIT]))
+    rig = await rig_factory(
+        turns, mic=mic(), speaker_speed=1.0, tools=consent_tools(inventory, "unknown")
+    )
+    # The worker presses to talk halfway through the read-back: it stops there.
+    seen = await converse(rig, [SAY_MOVE, "confirm"], answer_at=0.5)
+    assert [e.source for e in seen if isinstance(e, Interrupted)] == ["gpio"]
+    assert finished(seen, "confirm_pending_action") == [("refused", "NOT_READ_BACK")]
+    # Cut short is not wrong: no miss counts toward handing the change to a supervisor.
+    assert [e.outcome for e in seen if isinstance(e, ReadBackChecked)] == []
     await unchanged(inventory)
 
 

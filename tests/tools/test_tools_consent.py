@@ -65,6 +65,34 @@ def test_a_read_back_must_say_the_quantity_and_the_sku_or_bins(
     assert check_readback(said, change, own) == verdict
 
 
+@pytest.mark.parametrize(
+    ("said", "verdict"),
+    [
+        # The transcript runs ahead of the speaker: all of the words, but not all were heard.
+        (OWN + " Say confirm, or press the button.", ReadBack.NEUTRAL),
+        ("Move five of", ReadBack.NEUTRAL),
+        # Cut inside a code or a number: what was said of it so far is no wrong number.
+        ("Move five of SKU 104417 from A-12", ReadBack.NEUTRAL),
+        ("Move five of SKU 104417 from aisle A, bay twelve", ReadBack.NEUTRAL),
+        ("Move five of one zero four four", ReadBack.NEUTRAL),
+        ("Moving fifty of", ReadBack.MISS),
+        ("Moving fifty.", ReadBack.MISS),
+        ("Move five of SKU 104418 from", ReadBack.MISS),
+    ],
+)
+def test_a_read_back_cut_short_never_reads_back_and_misses_only_on_a_wrong_number(
+    said: str, verdict: ReadBack
+) -> None:
+    assert check_readback(said, MOVE, OWN, cut=True) == verdict
+
+
+@pytest.mark.parametrize("said", ["Move five", "Move five hun", "Moving five hundred of 1044"])
+def test_a_quantity_cut_short_is_not_a_wrong_one(said: str) -> None:
+    assert check_readback(said, BIG, OWN.replace("five", "five hundred"), cut=True) == (
+        ReadBack.NEUTRAL
+    )
+
+
 def test_numbers_of_the_devices_own_read_back_are_allowed() -> None:
     count = Change("record_count", 5, "104417", "A-14-01")
     own = "Count of SKU 104417 at A-14-01: five. The system shows zero, so five more."
@@ -124,8 +152,8 @@ def run(bus: EventBus) -> tuple[Consents, list[Event]]:
     return Consents(bus, ["confirm", "correct"], button_confirms=True), seen
 
 
-def said(bus: EventBus, session: str, role: str, text: str) -> None:
-    bus.publish(Transcript(session_id=session, role=role, text=text))
+def said(bus: EventBus, session: str, role: str, text: str, *, cut: bool = False) -> None:
+    bus.publish(Transcript(session_id=session, role=role, text=text, cut=cut))
 
 
 def test_a_press_before_the_read_back_is_ignored_and_reported() -> None:
@@ -158,6 +186,27 @@ def test_two_wrong_read_backs_hand_off_to_a_person() -> None:
     said(bus, "s1", "model", "Okay, moving fifty.")  # and wrong again: the confirm is void
     assert consent.pending is None and consent.commit_ready() is None
     assert [a.stage for a in handed] == [Stage.HANDED_OFF]
+
+
+def test_read_backs_the_worker_cuts_short_are_neither_heard_nor_misses() -> None:
+    bus = EventBus()
+    handed: list[PendingAction] = []
+    consents = Consents(bus, ["confirm"], on_handoff=handed.append)
+    consents.propose(action("s1"))
+    consent = consents.of("s1")
+    assert consent is not None
+    for _ in range(3):  # an impatient worker talks over the read-back, three times
+        said(bus, "s1", "model", OWN, cut=True)
+        said(bus, "s1", "user", "confirm")
+    pending = consent.pending
+    assert pending is not None and pending.misses == 0 and pending.stage == Stage.PROPOSED
+    assert consent.commit_ready() is None and handed == []
+    said(bus, "s1", "model", OWN)  # heard to its end
+    said(bus, "s1", "model", "Move five of", cut=True)  # a repeat cut short takes nothing away
+    said(bus, "s1", "user", "confirm")
+    assert consent.commit_ready() is pending
+    said(bus, "s1", "model", "Moving fifty of", cut=True)  # but a wrong number voids it
+    assert consent.commit_ready() is None and pending.misses == 1
 
 
 def test_a_consent_dies_with_its_session_and_ignores_other_sessions() -> None:
