@@ -20,6 +20,8 @@ needs_pulse = pytest.mark.skipif(
     shutil.which("pulseaudio") is None or shutil.which("pactl") is None,
     reason="needs apt packages pulseaudio pulseaudio-utils libasound2-plugins",
 )
+# Paced by a real sound server: `make test` runs these on their own, after the rest.
+pytestmark = pytest.mark.realtime
 
 
 @pytest.fixture(scope="module")

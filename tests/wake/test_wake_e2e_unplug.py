@@ -27,6 +27,8 @@ needs_pulse = pytest.mark.skipif(
     shutil.which("pulseaudio") is None or shutil.which("paplay") is None,
     reason="needs apt packages pulseaudio pulseaudio-utils libasound2-plugins",
 )
+# Paced by a real sound server: `make test` runs these on their own, after the rest.
+pytestmark = pytest.mark.realtime
 
 
 async def until(rig: HandsFree, done: Callable[[], bool], what: str, timeout_s: float) -> None:
