@@ -28,11 +28,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from device.daemon import run_daemon
     from device.preflight import preflight
     from device.service.journal import setup_logging
-    from device.service.shutdown import EXIT_NOT_CLEAN, PartsStopper, exit_now
+    from device.service.shutdown import (
+        EXIT_NOT_CLEAN,
+        PartsStopper,
+        exit_now,
+        stacks_on_request,
+    )
 
     settings = load_settings(args.config)
     # Under systemd the logs go to journald; a person at a terminal sees them on stderr.
     setup_logging(settings.device.log_level, force_stderr=sys.stderr.isatty())
+    stacks_on_request()
     # Audio devices are not checked here: one missing at boot (a USB mic not plugged in yet)
     # starts the daemon degraded, waiting for it. `config check` still names it.
     resolved = preflight(settings, check_devices=False)

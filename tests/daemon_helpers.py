@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -103,3 +104,24 @@ async def spawn_daemon(
             sys.executable, "-m", "device.cli", "run", "--config", str(config),
             stdout=asyncio.subprocess.DEVNULL, stderr=err, env=env,
         )  # fmt: skip
+
+
+async def stop_daemon(
+    proc: asyncio.subprocess.Process, stderr: Path, timeout_s: float = 120.0
+) -> str:
+    """SIGTERM, as systemd stops it; its stderr once it has exited. A daemon still running
+    `timeout_s` later (a bound so a hang fails the test instead of the suite; not a target) is
+    asked for every thread's stack (SIGUSR1), killed, and the failure shows them."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=timeout_s)
+    except TimeoutError:
+        proc.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(2)
+        proc.kill()
+        await proc.wait()
+        said = await asyncio.to_thread(stderr.read_text, "utf-8", "replace")
+        raise AssertionError(
+            f"the daemon did not exit within {timeout_s:.0f} s of SIGTERM; its stderr:\n{said}"
+        ) from None
+    return await asyncio.to_thread(stderr.read_text, "utf-8", "replace")

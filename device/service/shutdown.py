@@ -18,6 +18,7 @@ import faulthandler
 import inspect
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -81,6 +82,15 @@ def dump_stacks() -> None:
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     except (AttributeError, OSError, ValueError):  # no real stderr (a test's capture)
         log.warning("stop: no stderr to write the threads' stacks to")
+
+
+def stacks_on_request(signum: int = signal.SIGUSR1) -> None:
+    """`systemctl kill -s USR1 warehouse-voice` writes every thread's stack to the journal: where
+    a device that seems hung is, without stopping it."""
+    try:
+        faulthandler.register(signum, file=sys.stderr, all_threads=True)
+    except (AttributeError, OSError, ValueError):  # no real stderr (a test's capture)
+        log.warning("no stderr to write the threads' stacks to on signal %d", signum)
 
 
 def exit_now(code: int) -> None:
