@@ -50,7 +50,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if stopper.hung:
             # A thread stuck in a device would hold the loop's close (its executor) for good.
             exit_now(EXIT_NOT_CLEAN)
+        # The close waits for the executor's threads, and one may be stuck in a device that
+        # belongs to no part (a reopen in flight at SIGTERM): the stop deadline, armed at
+        # SIGTERM, bounds this wait too.
         runner.close()
+        stopper.disarm_deadline()
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

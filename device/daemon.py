@@ -309,5 +309,5 @@ async def run_daemon(
         if runner.done() and not runner.cancelled() and runner.exception() is not None:
             log.error("appliance stopped: %s", runner.exception())
             failed = True
-    stopper.disarm_deadline()
+    # The deadline stays armed: the caller's loop close may still wait on a stuck thread.
     return EXIT_NOT_CLEAN if failed or stopper.hung or stopper.failed else 0

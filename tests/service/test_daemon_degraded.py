@@ -7,6 +7,7 @@ a notify socket bound here standing in for systemd.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from test_notify import NotifySocket
+from test_shutdown import unit_stop_timeout_s
 
 from device.config import REPO_CONFIG_DIR
 from device.service.control import request
@@ -124,3 +126,46 @@ async def test_boot_without_a_mic_is_ready_shows_error_and_heals_when_plugged_in
     events = [json.loads(line) for line in (work / "events.jsonl").read_text().splitlines()]
     states = [e["state"] for e in events if e["kind"] == "state"]
     assert states[-2:] == ["error", "idle"]
+
+
+def threads_waiting_on_a_fifo(pid: int) -> int:
+    """The process's threads blocked opening a FIFO that has no writer (Linux's wchan)."""
+    waiting = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            waiting += (task / "wchan").read_text() == "wait_for_partner"
+    return waiting
+
+
+async def test_a_stop_while_a_reopen_is_stuck_in_the_driver_ends_with_the_stacks(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM while the supervisor's reopen of the mic is stuck in the driver (its open never
+    returns: here a FIFO nobody writes): the parts close, and the thread left in the loop's
+    executor must not hold the exit; the stop deadline ends it with every thread's stack."""
+    work = tmp_path
+    (work / "key").write_text("k")
+    config = work / "config.toml"
+    config.write_text(CONFIG.format(work=work, config_dir=REPO_CONFIG_DIR))
+    with virtual_alsa(work / "alsa", bytes(3200)) as alsa:
+        alsa.infile.unlink()
+        env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "NOTIFY_SOCKET")}
+        stderr = work / "daemon.stderr"
+        proc = await spawn_daemon(config, stderr, env)
+        try:
+            await until_status(work, lambda s: s["state"] == "error")
+            os.mkfifo(alsa.infile)  # a device whose open blocks in the driver
+            async with asyncio.timeout(60):
+                while not threads_waiting_on_a_fifo(proc.pid):  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            # systemd kills the unit TimeoutStopSec after SIGTERM, with no word of where it was.
+            async with asyncio.timeout(unit_stop_timeout_s()):
+                await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    err = stderr.read_text()
+    assert proc.returncode == 1, err
+    assert "Thread 0x" in err and "_open_stream" in err, err  # where it was stuck
