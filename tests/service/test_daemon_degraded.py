@@ -22,7 +22,7 @@ from test_shutdown import unit_stop_timeout_s
 from device.config import REPO_CONFIG_DIR
 from device.service.control import request
 from device.sim.alsa import virtual_alsa
-from tests.daemon_helpers import spawn_daemon, stop_daemon
+from tests.daemon_helpers import daemon_env, spawn_daemon, stop_daemon
 
 CONFIG = """
 [device]
@@ -149,9 +149,8 @@ async def test_a_stop_while_a_reopen_is_stuck_in_the_driver_ends_with_the_stacks
     config.write_text(CONFIG.format(work=work, config_dir=REPO_CONFIG_DIR))
     with virtual_alsa(work / "alsa", bytes(3200)) as alsa:
         alsa.infile.unlink()
-        env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "NOTIFY_SOCKET")}
         stderr = work / "daemon.stderr"
-        proc = await spawn_daemon(config, stderr, env)
+        proc = await spawn_daemon(config, stderr, daemon_env())
         try:
             await until_status(work, lambda s: s["state"] == "error")
             os.mkfifo(alsa.infile)  # a device whose open blocks in the driver
