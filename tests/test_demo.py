@@ -29,6 +29,8 @@ def test_demo_shift_runs_and_leaves_the_scripted_inventory(tmp_path: Path) -> No
     for seen in ("find_item", "get_stock", "move_stock", "record_count", "verify_location"):
         assert f"-> {seen}(" in out, seen
     assert "reply interrupted" in out and "[LED awaiting confirmation]" in out
+    # The reply the worker stopped is shown as cut; the rest were heard to their end.
+    assert out.count("(cut short: not all of it was heard)") == 1
     # The GoAway mid-shift: the same conversation carried on over a new connection.
     assert "open (resumed)" in out
     # The inventory itself, read straight from the database the demo used.

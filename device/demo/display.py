@@ -68,7 +68,8 @@ class Display:
             return f"  reply started {latency:.0f} ms after the worker stopped"
         if isinstance(event, Transcript):
             who = "worker" if event.role == "user" else "device"
-            return f'  {who:>6} > "{event.text}"'
+            cut = " (cut short: not all of it was heard)" if event.cut else ""
+            return f'  {who:>6} > "{event.text}"{cut}'
         if isinstance(event, ToolCalled):
             args = ", ".join(f"{k}={v!r}" for k, v in event.args.items())
             return f"  tool   -> {event.name}({args})"
