@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from device.events import (
     CameraUnavailable,
+    ConfirmationIgnored,
     ConfirmationRequested,
     ConfirmationResolved,
     ErrorRaised,
@@ -134,7 +135,8 @@ class PanelStateTracker:
                 self._fatal = True
             else:
                 self._warning_until = now + self._warning_s
-        elif isinstance(event, CameraUnavailable):
+        elif isinstance(event, CameraUnavailable | ConfirmationIgnored):
+            # A confirm before the read-back had played did not take: the worker must see that.
             self._warning_until = now + self._warning_s
         elif isinstance(event, PartHealth) and not event.required:
             if event.health == Health.OK:

@@ -6,6 +6,7 @@ import pytest
 
 from device.events import (
     CameraUnavailable,
+    ConfirmationIgnored,
     ConfirmationRequested,
     ConfirmationResolved,
     ErrorRaised,
@@ -154,6 +155,31 @@ def test_non_fatal_errors_and_a_lost_camera_are_a_passing_warning() -> None:
         assert tracker.state() is PanelState.ERROR
         clock.now += 3.01
         assert tracker.state() is PanelState.SPEAKING
+
+
+def test_a_confirm_too_early_is_a_passing_warning_and_the_change_still_waits() -> None:
+    """A tap while the read-back still plays is ignored: the worker sees that it did not take,
+    and a tap once it has played still confirms."""
+    clock = Clock()
+    tracker = PanelStateTracker(warning_s=3.0, clock=clock)
+    for event in (
+        changed(State.CONVERSING),
+        called("c1"),
+        ConfirmationRequested(session_id="s1", call_id="c1", tool="move_stock", readback="."),
+        Speaking(started=True),
+        ConfirmationIgnored(
+            session_id="s1",
+            call_id="c1",
+            tool="move_stock",
+            source="button:gpio",
+            reason="before a matching read-back",
+        ),
+    ):
+        tracker.handle(event)
+    assert tracker.state() is PanelState.ERROR
+    assert tracker.context().awaiting_confirmation
+    clock.now += 3.01
+    assert tracker.state() is PanelState.AWAITING_CONFIRMATION
 
 
 def test_barge_in_and_session_end_reset_the_conversation() -> None:
