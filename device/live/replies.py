@@ -65,7 +65,7 @@ class Replies:
         # says the reply is over (interrupted or turnComplete).
         self._cutting = source != "server" and self.streaming
         dropped = self.player.flush()
-        self._unheard.append(self._take(self._model_text))
+        self._reply_ended()
         self._publish_model(cut=True)
         self._voice_ended()
         self.model_speaking = False
@@ -92,7 +92,7 @@ class Replies:
         if content.turn_complete:
             self._cutting = self.streaming = False
             self.flush_user_transcript()
-            self._unheard.append(self._take(self._model_text))
+            self._reply_ended()
             if self.model_speaking:
                 self._watch_playback_end()
             else:
@@ -110,7 +110,7 @@ class Replies:
                 await self.player.handed_over()
         await self.player.close()
         self.flush_user_transcript()
-        self._unheard.append(self._take(self._model_text))
+        self._reply_ended()
         self._publish_model(cut=False)
 
     def flush_user_transcript(self) -> None:
@@ -123,6 +123,10 @@ class Replies:
         text = "".join(parts).strip()
         parts.clear()
         return text
+
+    def _reply_ended(self) -> None:
+        """The reply's text is all in: it waits to be published with its audio's end."""
+        self._unheard.append(self._take(self._model_text))
 
     def _publish_model(self, *, cut: bool) -> None:
         """Publish the replies not yet published, each as one transcript."""

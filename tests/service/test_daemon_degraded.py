@@ -78,8 +78,7 @@ async def test_boot_without_a_mic_is_ready_shows_error_and_heals_when_plugged_in
     with virtual_alsa(work / "alsa", bytes(3200)) as alsa:
         mic_audio = alsa.infile.read_bytes()
         alsa.infile.unlink()  # the USB mic is not plugged in: ALSA has no vmic
-        env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "WATCHDOG_PID")}
-        env.update(NOTIFY_SOCKET=str(systemd.path), WATCHDOG_USEC="200000")
+        env = daemon_env(notify_socket=systemd.path) | {"WATCHDOG_USEC": "200000"}
         stderr = work / "daemon.stderr"
         proc = await spawn_daemon(config, stderr, env)
         try:
