@@ -26,6 +26,7 @@ from typing import Any, Self
 
 from device.audio import SAMPLE_WIDTH
 from device.audio.errors import AudioError, AudioFormatError
+from device.loop_inbox import LoopInbox
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,9 @@ class RenderMark:
 class QueuedSink:
     """The queue, the player thread and the bookkeeping; subclasses drive a device.
 
-    The loop thread and the player thread share `_cond`. The player reports progress back with
-    `call_soon_threadsafe`, which is what wakes writers waiting for room and `drain`.
+    The loop thread and the player thread share `_cond`. The player reports progress back
+    through a `LoopInbox` (one wake-up per batch, never a self-pipe full of them:
+    `device.loop_inbox`), which is what wakes writers waiting for room and `drain`.
     """
 
     # How long an empty queue waits for more audio before the device is treated as idle.
@@ -81,7 +83,7 @@ class QueuedSink:
         self._busy_since: float | None = None  # the player is inside the device since then
         self.failures = 0
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: LoopInbox | None = None
         self._progress = asyncio.Event()
         # Appended on the player thread, taken on the loop (deque appends and pops are atomic).
         self._marks: deque[RenderMark] = deque(maxlen=1000)
@@ -172,7 +174,8 @@ class QueuedSink:
             # by name again (a replugged USB speaker comes back under a new index).
             await asyncio.to_thread(thread.join)
             self._thread = None
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        self._inbox = LoopInbox(loop)
         self._progress = asyncio.Event()
         self._closing, self._failure = False, None
         opened: asyncio.Future[None] = loop.create_future()
@@ -271,11 +274,11 @@ class QueuedSink:
     # -- the player thread -----------------------------------------------------------------
 
     def _notify(self, callback: Any = None, *args: Any) -> None:
-        loop = self._loop
-        if loop is None:
+        inbox = self._inbox
+        if inbox is None:
             return
         with contextlib.suppress(RuntimeError):  # the loop is gone; nobody is waiting
-            loop.call_soon_threadsafe(callback or self._progress.set, *args)
+            inbox.call(callback or self._progress.set, *args)
 
     def _run(self, opened: asyncio.Future[None]) -> None:
         try:

@@ -22,6 +22,7 @@ from device.audio.errors import AudioError
 from device.audio.resample import Resampler, to_mono
 from device.audio.source_base import AudioSource, _Source, check_chunk_ms
 from device.audio.wav_source import WavSource
+from device.loop_inbox import LoopInbox
 
 __all__ = ["AudioSource", "PyAudioSource", "WavSource", "_Source", "check_chunk_ms"]
 
@@ -35,10 +36,11 @@ _STALLED: tuple[bytes, float | None] = (b"", None)
 class PyAudioSource(_Source):
     """Capture from the input device whose name contains `device`.
 
-    PortAudio's callback thread hands each buffer to the event loop with
-    `call_soon_threadsafe`; the loop converts it and queues whole chunks. When the consumer falls
-    more than `max_queued_ms` behind, the oldest chunks are dropped (and counted in `overruns`):
-    for a live conversation fresh audio matters more than complete audio.
+    PortAudio's callback thread hands each buffer to the event loop through a `LoopInbox`
+    (not a `call_soon_threadsafe` per buffer: see `device.loop_inbox`); the loop converts it
+    and queues whole chunks. When the consumer falls more than `max_queued_ms` behind, the
+    oldest chunks are dropped (and counted in `overruns`): for a live conversation fresh audio
+    matters more than complete audio.
 
     `handover_ms` (a multiple of `chunk_ms`) is how much audio is gathered before the loop is
     woken, and how much `chunks()` then yields as one item: `chunk_ms` in a conversation, more
@@ -80,6 +82,7 @@ class PyAudioSource(_Source):
         self.chunk_adc_time: float | None = None
         self._resampler: Resampler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: LoopInbox | None = None
         # How much audio PortAudio's thread gathers before it wakes the event loop: one chunk
         # for the lowest latency (a conversation), more while only the wake word listens (its
         # frames are 80 ms anyway). Each wake-up of the loop costs about as much CPU as the
@@ -106,6 +109,7 @@ class PyAudioSource(_Source):
         if self._opened:
             return
         self._loop = asyncio.get_running_loop()
+        self._inbox = LoopInbox(self._loop)
         self._queue = asyncio.Queue()
         self._queued_bytes = 0
         self._pending.clear()
@@ -155,9 +159,9 @@ class PyAudioSource(_Source):
         self, in_data: bytes | None, frame_count: int, time_info: Any, status: int
     ) -> tuple[None, int]:
         # PortAudio's thread: do nothing here but hand over; the loop does the work.
-        loop = self._loop
+        inbox = self._inbox
         fmt = self.format
-        if loop is None or in_data is None or fmt is None:
+        if inbox is None or in_data is None or fmt is None:
             return None, pyaudio.paContinue
         if not self._held:
             # The batch's first buffer dates it. PortAudio's times are on its own clock: only
@@ -180,7 +184,7 @@ class PyAudioSource(_Source):
         status, adc_at = self._held_status, self._held_adc
         self._held, self._held_frames, self._held_status = [], 0, 0
         try:
-            loop.call_soon_threadsafe(self._on_audio, data, status, adc_at)
+            inbox.call(self._on_audio, data, status, adc_at)
         except RuntimeError:  # the loop is closed: nobody is listening any more
             return None, pyaudio.paAbort
         return None, pyaudio.paContinue
