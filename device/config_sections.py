@@ -127,8 +127,8 @@ class WakeSettings(_Section):
     # Unset: each model's threshold from the wake benchmark (device.wake.models.BENCH_THRESHOLDS).
     threshold: float | None = Field(None, gt=0, lt=1)
     # Run unset thresholds at the benchmark's figure (0.5 false accepts per hour) rather than
-    # the fallback (0.7). Off: for hey_jarvis that figure (0.9945, 10 hours) misses about three
-    # phrases in four on the benchmark, and its later hits need the trim checked (README).
+    # the fallback (0.5). Off: for hey_jarvis that figure (0.975, 86 hours) misses about three
+    # phrases in five on the benchmark (README).
     benchmark_thresholds: bool = False
     refractory_s: float = Field(2.0, ge=0, le=60)
     # Per-model overrides: [wake.per_model.NAME] threshold / refractory_s / end_latency_s.

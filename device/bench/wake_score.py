@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from device.bench.wake_clips import Clip
-from device.wake.detector import EVERY_MS
+from device.wake.detector import CONFIRM_FRAMES, EVERY_MS
 from device.wake.frontend import DAEMON_FRONT_END, build_front_end
 from device.wake.models import ModelSet
 from device.wake.runtime import FRAME_SAMPLES, runtime_for, scored_windows
@@ -64,8 +64,45 @@ class Trace:
     windows: list[ClipWindow] = field(default_factory=list)
 
 
-# What the daemon's detector does: its front end's audio, scored every EVERY_MS.
-DAEMON_SYSTEM = DAEMON_FRONT_END if EVERY_MS == 80 else f"{DAEMON_FRONT_END}@{EVERY_MS}ms"
+def _daemon_system() -> str:
+    scored = DAEMON_FRONT_END if EVERY_MS == 80 else f"{DAEMON_FRONT_END}@{EVERY_MS}ms"
+    return scored if CONFIRM_FRAMES == 1 else f"{scored}+{CONFIRM_FRAMES}f"
+
+
+# What the daemon's detector does: its front end's audio, scored every EVERY_MS, a hit held
+# over CONFIRM_FRAMES frames ("raw@20ms+2f").
+DAEMON_SYSTEM = _daemon_system()
+
+
+def split_rule(system: str) -> tuple[str, int]:
+    """The system that is scored, and how many consecutive 80 ms frames a hit needs over the
+    threshold: ("raw@20ms", 2) for "raw@20ms+2f", ("raw", 1) for "raw"."""
+    scored, _, rule = system.partition("+")
+    if not rule:
+        return system, 1
+    if not rule.endswith("f") or not rule[:-1].isdigit() or int(rule[:-1]) < 1:
+        raise ValueError(f"wake system {system!r}: write a hit rule as +<frames>f, as in +2f")
+    return scored, int(rule[:-1])
+
+
+def confirmed(scores: np.ndarray, frames: int) -> np.ndarray:
+    """Per frame, the score the threshold is judged on when a hit needs `frames` consecutive
+    frames over it: the lowest of this frame's and the next ones'. A hit is dated by the frame
+    where the score first crossed, as the detector dates `WakeHit.detected_sample`."""
+    out = scores.copy()
+    for ahead in range(1, frames):
+        later = np.zeros_like(scores)
+        later[:-ahead] = scores[ahead:]
+        out = np.minimum(out, later)
+    return out
+
+
+def judged(trace: Trace, system: str) -> Trace:
+    """`trace` (of `split_rule(system)[0]`) with `system`'s hit rule applied."""
+    _, frames = split_rule(system)
+    return replace(
+        trace, system=system, pos=confirmed(trace.pos, frames), neg=confirmed(trace.neg, frames)
+    )
 
 
 def parse_system(system: str) -> tuple[str, int]:
@@ -184,7 +221,7 @@ def score_system(
 
 def bare_of(system: str) -> str | None:
     """The bare system whose trace `system`'s pass also gives ("raw" for "raw@20ms"), if any."""
-    front_end, every_ms = parse_system(system)
+    front_end, every_ms = parse_system(split_rule(system)[0])
     return front_end if every_ms != 80 else None
 
 
@@ -198,6 +235,12 @@ def score_pass(
     with_bare: bool = False,
 ) -> list[Trace]:
     """`system`'s trace and, `with_bare`, `bare_of(system)`'s from the same pass (no VAD)."""
+    scored, frames = split_rule(system)
+    if frames > 1:
+        traces = score_pass(
+            model_set, scored, clips=clips, negatives=negatives, vad=vad, with_bare=with_bare
+        )
+        return [judged(traces[0], system), *traces[1:]]
     if with_bare and (vad or bare_of(system) is None):
         raise ValueError(
             f"only a system scored between frames, without VAD, gives bare openWakeWord's "

@@ -21,7 +21,15 @@ import numpy as np
 
 from device.bench.wake_clips import positive_clips
 from device.bench.wake_negatives import negative_stream
-from device.bench.wake_score import ClipWindow, Trace, bare_of, combine, score_pass
+from device.bench.wake_score import (
+    ClipWindow,
+    Trace,
+    bare_of,
+    combine,
+    judged,
+    score_pass,
+    split_rule,
+)
 from device.wake.models import ModelSet
 
 NEGATIVE_SEED = 7
@@ -166,8 +174,43 @@ def score_all(
 
     Work goes positives first, then negative segment by segment across systems, so a run
     stopped early leaves every system with as many hours. `cached_only` scores nothing: it
-    combines what the cache holds (the positives and the first segments present).
+    combines what the cache holds (the positives and the first segments present). A system
+    with a hit rule ("raw@20ms+2f") is its scored system's trace judged by the rule: one
+    cached trace serves every rule.
     """
+    scored = tuple(dict.fromkeys(split_rule(s)[0] for s in systems))
+    traces = {
+        t.system: t
+        for t in _score_all(
+            model_set,
+            scored,
+            quick=quick,
+            negative_s=negative_s,
+            vad=vad,
+            jobs=jobs,
+            cache=cache,
+            cached_only=cached_only,
+        )
+    }
+    out = []
+    for system in systems:
+        base, frames = split_rule(system)
+        if base in traces:
+            out.append(judged(traces[base], system) if frames > 1 else traces[base])
+    return out
+
+
+def _score_all(
+    model_set: ModelSet,
+    systems: Sequence[str],
+    *,
+    quick: bool,
+    negative_s: float,
+    vad: bool,
+    jobs: int,
+    cache: Path | None,
+    cached_only: bool,
+) -> list[Trace]:
     if cached_only:
         if cache is None:
             raise ValueError("cached_only needs a cache directory")

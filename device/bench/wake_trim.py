@@ -33,6 +33,7 @@ import numpy as np
 from device.bench.wake import _print
 from device.bench.wake_clips import Clip, cache_dir, positive_clips
 from device.wake.detector import (
+    CONFIRM_FRAMES,
     DEFAULT_END_LATENCY_S,
     EVERY_MS,
     FRAME_SAMPLES,
@@ -71,19 +72,26 @@ def _context(clip: Clip) -> tuple[np.ndarray, int]:
 
 
 def detect(runtime: OnnxWakeRuntime, clip: Clip, threshold: float = 0.5) -> WakeHit | None:
-    """The first hit on `clip`, as `WakeDetector` reports it, or None (a hit long before the
-    wake word ends is a false accept, not a detection)."""
+    """The first hit on `clip`, as `WakeDetector` reports it (the score over `threshold` in two
+    frames running, `CONFIRM_FRAMES`, dated where it first crossed), or None (a hit long before
+    the wake word ends is a false accept, not a detection)."""
     runtime.reset()
     audio = clip.audio
+    latency = round(DEFAULT_END_LATENCY_S * SAMPLE_RATE)
+    crossed: int | None = None  # where the score first crossed in the frame before
     for frame_end in range(FRAME_SAMPLES, audio.size + 1, FRAME_SAMPLES):
         scores = runtime.predict(audio[frame_end - FRAME_SAMPLES : frame_end])
+        first: int | None = None
         for end, window in scored_windows(runtime, frame_end, scores):
             score = window["hey_jarvis"]
-            if score >= threshold:
-                if end < clip.wake_end - SAMPLE_RATE // 2:
+            if score < threshold:
+                continue
+            first = end if first is None else first
+            if crossed is not None:
+                if crossed < clip.wake_end - SAMPLE_RATE // 2:
                     return None
-                latency = round(DEFAULT_END_LATENCY_S * SAMPLE_RATE)
-                return WakeHit("hey_jarvis", score, end - latency, end)
+                return WakeHit("hey_jarvis", score, crossed - latency, crossed)
+        crossed = first
     return None
 
 
@@ -97,7 +105,8 @@ class _HitCache:
         for model in models:
             digest.update(model.read_bytes())
         self._models = digest.hexdigest()[:16]
-        self._path = cache_dir() / f"wake-hits-{self._models}-every{EVERY_MS}ms-{threshold:g}.json"
+        name = f"wake-hits-{self._models}-every{EVERY_MS}ms-confirm{CONFIRM_FRAMES}-{threshold:g}"
+        self._path = cache_dir() / f"{name}.json"
         try:
             self._hits: dict[str, list[float] | None] = json.loads(self._path.read_text())
         except (OSError, ValueError):

@@ -22,7 +22,15 @@ from device.bench.wake_compare import (
     verdict,
 )
 from device.bench.wake_negatives import negative_stream
-from device.bench.wake_score import CHUNK, DAEMON_SYSTEM, combine, score_system
+from device.bench.wake_score import (
+    CHUNK,
+    DAEMON_SYSTEM,
+    combine,
+    confirmed,
+    judged,
+    score_system,
+    split_rule,
+)
 from device.sim.speech import espeak_available, noise, synthesize_parts
 from device.wake.detector import WakeDetector
 from device.wake.frontend import FRONT_ENDS, build_front_end
@@ -71,7 +79,8 @@ def test_scoring_every_20_ms_catches_a_phrase_that_falls_badly_in_bare_frames(
 ) -> None:
     """ "hey jarvis" then "next one" with no pause scores under .5 at some offsets against the
     80 ms frames. The daemon's system scores windows between them and decides once per frame
-    on the best, so its trace keeps bare's frame count and never scores under bare's."""
+    on the best, so its trace keeps bare's frame count and never scores under bare's; held
+    over two frames, the phrase still wakes it at every offset."""
     speech, ends = synthesize_parts(["hey jarvis", "next one"])
     pcm = np.frombuffer(speech, dtype="<i2")
     offsets = range(0, 1280, 80)
@@ -102,15 +111,18 @@ def test_scoring_every_20_ms_catches_a_phrase_that_falls_badly_in_bare_frames(
                 score_system(model_set, system, negatives=negatives, vad=False),
             ]
         )
-        for system in ("raw", DAEMON_SYSTEM)
+        for system in ("raw", "raw@20ms")
     )
-    assert DAEMON_SYSTEM == "raw@20ms" and fine.system == DAEMON_SYSTEM
+    assert DAEMON_SYSTEM == "raw@20ms+2f"
+    daemon = judged(fine, DAEMON_SYSTEM)
     assert fine.pos.size == bare.pos.size and fine.neg.size == bare.neg.size
     assert (fine.pos >= bare.pos).all() and (fine.neg >= bare.neg).all()
     bare_hits = detections(bare, 0.5, gated=False)
     assert not all(bare_hits)  # bare frames miss it at some offsets (3 of 16 here)
     assert all(detections(fine, 0.5, gated=False))
+    assert all(detections(daemon, 0.5, gated=False))
     assert false_accepts(fine.neg, None, 0.5) >= false_accepts(bare.neg, None, 0.5)
+    assert false_accepts(daemon.neg, None, 0.5) <= false_accepts(fine.neg, None, 0.5)
 
 
 @pytest.mark.slow
@@ -194,3 +206,14 @@ def test_benchmarked_thresholds_are_for_the_detector_the_daemon_runs() -> None:
         assert bench.system == DAEMON_SYSTEM
         assert bench.negative_hours >= 10
         assert bench.at_0_5_fa_per_h <= bench.at_0_1_fa_per_h
+
+
+def test_a_hit_rule_is_read_from_the_system_name_or_refused_with_the_way_to_write_it() -> None:
+    assert split_rule("raw@20ms+2f") == ("raw@20ms", 2)
+    assert split_rule("speex-30") == ("speex-30", 1)
+    for bad in ("raw@20ms+2", "raw+0f", "raw+twof"):
+        with pytest.raises(ValueError, match=r"\+<frames>f"):
+            split_rule(bad)
+    scores = np.array([0.9, 0.2, 0.8, 0.9, 0.7], np.float32)
+    # Judged where the score first crossed: a frame counts when the next one holds it too.
+    assert confirmed(scores, 2).tolist() == pytest.approx([0.2, 0.2, 0.8, 0.7, 0.0])

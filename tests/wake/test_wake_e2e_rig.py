@@ -101,10 +101,12 @@ def worst_alignment_score(model_set: ModelSet, pcm: bytes) -> float:
     scored .40-.49 at 3 of 16 offsets on bare 80 ms frames (.98 at the rest), so a real-time
     test that used it missed its wake word about one run in five. The detector now also scores
     windows between frames (`device.wake.detector.EVERY_MS`); a test still checks its phrase
-    with this first, so a miss is the product's, not the phrase's.
+    with this first, so a miss is the product's, not the phrase's. Judged as the detector
+    judges: each frame's best window, held over `CONFIRM_FRAMES` frames.
     """
+    from device.bench.wake_score import confirmed
     from device.sim.speech import noise
-    from device.wake.detector import EVERY_MS
+    from device.wake.detector import CONFIRM_FRAMES, EVERY_MS
     from device.wake.runtime import FRAME_SAMPLES, runtime_for, scored_windows
 
     speech = np.frombuffer(pcm, dtype="<i2")
@@ -114,11 +116,12 @@ def worst_alignment_score(model_set: ModelSet, pcm: bytes) -> float:
         lead = np.frombuffer(noise((RATE + offset) / RATE, level_dbfs=-60, seed=offset), "<i2")
         audio = np.concatenate([lead, speech, np.zeros(RATE, dtype=np.int16)])
         frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
-        best = 0.0
+        pooled = []  # each frame's best window, as the detector judges a frame
         for frame in frames:
             scores = runtime.predict(frame)
-            for _, window in scored_windows(runtime, 0, scores):
-                best = max(best, *window.values())
+            pooled.append(max(max(w.values()) for _, w in scored_windows(runtime, 0, scores)))
+        # A hit needs the score held over CONFIRM_FRAMES frames.
+        best = float(confirmed(np.array(pooled, np.float32), CONFIRM_FRAMES).max())
         worst = min(worst, best)
     return worst
 
