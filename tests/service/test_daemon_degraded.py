@@ -47,6 +47,14 @@ token_file = "{work}/key"
 """
 
 
+def write_config(work: Path) -> Path:
+    """The daemon's config (its mic the virtual `vmic`) and the key file it names."""
+    (work / "key").write_text("k")
+    config = work / "config.toml"
+    config.write_text(CONFIG.format(work=work, config_dir=REPO_CONFIG_DIR))
+    return config
+
+
 async def ctl(work: Path, action: str) -> dict[str, object]:
     # The control protocol in a thread, not a `warehouse-voice ctl` process per poll: each
     # of those is an interpreter start (a second of CPU on a loaded machine). The command
@@ -70,9 +78,7 @@ async def test_boot_without_a_mic_is_ready_shows_error_and_heals_when_plugged_in
     tmp_path: Path,
 ) -> None:
     work = tmp_path
-    (work / "key").write_text("k")
-    config = work / "config.toml"
-    config.write_text(CONFIG.format(work=work, config_dir=REPO_CONFIG_DIR))
+    config = write_config(work)
     notify_dir = Path(tempfile.mkdtemp(prefix="wv-notify-"))
     systemd = NotifySocket(notify_dir / "notify")
     with virtual_alsa(work / "alsa", bytes(3200)) as alsa:
@@ -143,9 +149,7 @@ async def test_a_stop_while_a_reopen_is_stuck_in_the_driver_ends_with_the_stacks
     returns: here a FIFO nobody writes): the parts close, and the thread left in the loop's
     executor must not hold the exit; the stop deadline ends it with every thread's stack."""
     work = tmp_path
-    (work / "key").write_text("k")
-    config = work / "config.toml"
-    config.write_text(CONFIG.format(work=work, config_dir=REPO_CONFIG_DIR))
+    config = write_config(work)
     with virtual_alsa(work / "alsa", bytes(3200)) as alsa:
         alsa.infile.unlink()
         stderr = work / "daemon.stderr"
