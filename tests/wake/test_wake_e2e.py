@@ -10,6 +10,7 @@ end, in order and bit for bit, and with no wake word left in it.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
@@ -31,11 +32,12 @@ from test_wake_e2e_rig import (
 )
 
 from device.audio.source import PyAudioSource, WavSource
-from device.events import Event, State
+from device.events import State
 from device.sim.alsa import virtual_alsa
 from device.sim.scenario import Scenario, load_scenario
 from device.sim.speech import noise, synthesize_parts
 from device.wake.detector import WakeDetector, WakeHit
+from device.wake.endpoint import EndFinder
 from device.wake.models import ModelSet
 
 REQUEST = "where is SKU one zero four four one seven"
@@ -85,35 +87,6 @@ async def check_request(rig: HandsFree, model_set: ModelSet, mic: bytes, wake_en
     assert rig.states[:4] == [State.IDLE, State.LISTENING, State.CONNECTING, State.CONVERSING]
 
 
-def leash_the_hold(rig: HandsFree, mic: Leashed) -> None:
-    """Count the audio held for the session as backlog too, so the leash covers it.
-
-    From the wake hit until its end is found, capture keeps everything after the wake word in
-    the pre-roll and the appliance sends none of it; `on_end` then hands all of it to the
-    session at once, whose outbox keeps at most 15 s (the oldest goes first). Refining the end
-    takes seconds of wall time on a loaded machine, while a 4x file runs on unleashed (the
-    listener has caught up, nothing is unsent yet) and the start of the request fell out of
-    the outbox. A real microphone at 1x never gets that far ahead; the leash keeps the file
-    within `max_ahead_s` of the device here too.
-    """
-    queued = mic.backlog
-    held_from: list[int] = []
-
-    def track(event: Event) -> None:
-        if isinstance(event, WakeDetected):
-            held_from.append(event.end_sample)
-        elif isinstance(event, WakeEndFound) and held_from:
-            held_from.pop(0)
-
-    rig.bus.subscribe(track)
-
-    def backlog() -> int:
-        held = rig.capture.samples - held_from[0] if held_from else 0
-        return max(queued() if queued is not None else 0, held)
-
-    mic.backlog = backlog
-
-
 @pytest.mark.slow
 async def test_request_after_the_wake_word_through_the_paced_wav_source(
     tmp_path: Path, model_set: ModelSet, phrase: tuple[bytes, int]
@@ -122,7 +95,6 @@ async def test_request_after_the_wake_word_through_the_paced_wav_source(
     wav = WavSource(write_wav(tmp_path / "mic.wav", pcm), speed=4.0, tail_silence_s=None)
     mic = Leashed(wav, max_ahead_s=8.0)
     async with hands_free(tmp_path, model_set, scenario(), mic, **PATIENT) as rig:
-        leash_the_hold(rig, mic)
         await rig.start()
         await rig.emulator.wait_for_turns(1, timeout_s=120)
         await rig.wait_closed()
@@ -239,9 +211,66 @@ async def test_the_request_survives_a_wake_listener_that_falls_seconds_behind(
     monkeypatch.setattr(WakeDetector, "process", stalling)
     mic = Leashed(wav, max_ahead_s=8.0)
     async with hands_free(tmp_path, model_set, scenario(), mic, **PATIENT) as rig:
-        leash_the_hold(rig, mic)
         await rig.start()
         await rig.emulator.wait_for_turns(1, timeout_s=120)
         await rig.wait_closed()
     assert stalled
+    await check_request(rig, model_set, pcm, wake_end)
+
+
+@pytest.mark.slow
+async def test_the_request_survives_an_end_finder_that_takes_seconds(
+    tmp_path: Path,
+    model_set: ModelSet,
+    phrase: tuple[bytes, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loaded machine, built in: refining the wake word's end (on a thread) takes as long as
+    the microphone needs to run 20 s past the wake word, more than the session's outbox keeps.
+
+    Until the end is found the session gets none of that audio, and then all of it at once: a
+    file at 4x that is not held back meanwhile pushes the request out of the outbox (this
+    happened at random under load, with 3.5 s refinements). The refinement is released as soon
+    as the leash holds the file back, or once the file is 20 s ahead: counted in samples."""
+    pcm, wake_end = phrase
+    wav = CountedWav(write_wav(tmp_path / "mic.wav", pcm), speed=4.0, tail_silence_s=None)
+    mic = Leashed(wav, max_ahead_s=8.0)
+    loop = asyncio.get_running_loop()
+    started = asyncio.Event()
+    release = threading.Event()
+    locate = EndFinder.locate
+
+    def slow(self: EndFinder, audio: Any, origin: int, hit: WakeHit) -> Any:
+        loop.call_soon_threadsafe(started.set)
+        release.wait(timeout=300)  # a hang guard only
+        return locate(self, audio, origin, hit)
+
+    async def release_when_held_back_or_far_ahead() -> None:
+        await started.wait()
+        held, backlog = asyncio.Event(), mic.backlog
+        assert backlog is not None
+
+        def watched() -> int:
+            queued = backlog()
+            if queued > mic.max_ahead_s * RATE:
+                held.set()
+            return queued
+
+        mic.backlog = watched
+        either = [
+            asyncio.ensure_future(held.wait()),
+            asyncio.ensure_future(wav.reached(wake_end + 20 * RATE)),
+        ]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in either:
+            waiting.cancel()
+        release.set()
+
+    monkeypatch.setattr(EndFinder, "locate", slow)
+    async with hands_free(tmp_path, model_set, scenario(), mic, **PATIENT) as rig:
+        releaser = asyncio.create_task(release_when_held_back_or_far_ahead())
+        await rig.start()
+        await rig.emulator.wait_for_turns(1, timeout_s=120)
+        await rig.wait_closed()
+        await releaser
     await check_request(rig, model_set, pcm, wake_end)

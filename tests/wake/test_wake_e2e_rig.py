@@ -30,7 +30,7 @@ from device.live.connect import LiveConnector, read_instructions
 from device.sim.emulator import Emulator
 from device.sim.scenario import Scenario
 from device.wake.detector import WakeDetector, WakeHit
-from device.wake.endpoint import EndFinder
+from device.wake.endpoint import EndFinder, needed_after
 from device.wake.listener import WakeEndFound, WakeListener
 from device.wake.models import ModelSet
 
@@ -222,11 +222,16 @@ async def hands_free(
         if isinstance(mic, (RoomMic, Leashed)):
 
             def backlog() -> int:
-                # Audio the wake listener has not taken, or the session has not sent yet (the
-                # outbox drops its oldest audio when it overflows).
+                # Audio the wake listener has not taken; audio the session has not sent (its
+                # outbox drops the oldest past 15 s); and audio held back for the session
+                # beyond what the end finder needs, while it works. The session gets the held
+                # audio all at once when the end is found: unchecked, a microphone at 4x or
+                # 10x ran past the outbox during a refinement that took 3.5 s on a loaded
+                # machine, and the request fell out of it.
                 conversation = appliance.conversation
                 unsent = conversation.outbox._audio_bytes // 2 if conversation else 0
-                return max(capture.backlog_samples, unsent)
+                held = max((capture.samples - needed_after(h) for h in listener._held), default=0)
+                return max(capture.backlog_samples, unsent, held)
 
             mic.backlog = backlog
         rig = HandsFree(appliance, capture, listener, emulator, bus, events)
