@@ -4,15 +4,18 @@ before the request's first sample; with no evidence at all it keeps 150 ms of th
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
-from device.bench.wake_clips import positive_clips
-from device.bench.wake_trim import trims
+from device.bench.wake_clips import Clip, positive_clips
+from device.bench.wake_trim import detect, trims
 from device.sim.speech import noise
-from device.wake.detector import SAMPLE_RATE, WakeHit
+from device.wake.detector import EVERY_MS, SAMPLE_RATE, WakeDetector, WakeHit
 from device.wake.endpoint import UNSURE_KEEP, EndFinder, needed_after, needed_before, unsure_end
 from device.wake.models import FALLBACK_THRESHOLD, ModelSet
+from device.wake.runtime import OnnxWakeRuntime, between_for
 
 
 def test_without_a_convincing_end_the_cut_keeps_150_ms_of_the_wake_word(
@@ -65,3 +68,39 @@ def test_no_detected_benchmark_clip_loses_request_audio(model_set: ModelSet) -> 
     )
     assert kept.size >= 200, f"only {kept.size} clips detected: the benchmark set is not running"
     assert not cut, f"{len(cut)} of {kept.size} trims cut the request:\n" + "\n".join(cut)
+
+
+async def first_hit(model_set: ModelSet, clip: Clip) -> WakeHit | None:
+    """The first hit a fresh WakeDetector reports on `clip`, fed as capture feeds it."""
+    async with WakeDetector.from_model_set(model_set, threshold=FALLBACK_THRESHOLD) as detector:
+        pcm = clip.audio.tobytes()
+        for offset in range(0, len(pcm), 640):
+            hit = await detector.process(pcm[offset : offset + 640])
+            if hit is not None:
+                return hit
+    return None
+
+
+@pytest.mark.slow
+async def test_the_trim_bench_detects_what_the_daemons_detector_detects(
+    model_set: ModelSet,
+) -> None:
+    """The trim bench finds its hits with a synchronous copy of the detector's rule (two frames
+    over the threshold, dated at the first crossing), for speed and for its hit cache. On 12
+    benchmark clips it must report exactly the hits the real WakeDetector reports, or the trim
+    test judges cuts the daemon never makes. (A fresh runtime and a reset one start alike.)"""
+    melspec, embedding = model_set.feature_paths("onnx")
+    runtime = OnnxWakeRuntime(
+        {"hey_jarvis": model_set.get("hey_jarvis", "onnx").path},
+        melspec_path=melspec,
+        embedding_path=embedding,
+        between=between_for(EVERY_MS),
+    )
+    compared = 0
+    for clip in itertools.islice(positive_clips(quick=True), 0, None, 4):
+        expected = await first_hit(model_set, clip)
+        if expected is not None and expected.detected_sample < clip.wake_end - SAMPLE_RATE // 2:
+            expected = None  # long before the wake word ends: the bench counts a false accept
+        assert detect(runtime, clip, FALLBACK_THRESHOLD) == expected, clip.label
+        compared += expected is not None
+    assert compared >= 5, f"only {compared} of 12 clips detected: nothing much was compared"
