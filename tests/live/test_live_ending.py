@@ -14,7 +14,7 @@ import pytest
 from device.audio.source import WavSource
 from device.audio.wavio import read_wav
 from device.config import REPO_CONFIG_DIR
-from device.events import State
+from device.events import Event, Speaking, State
 from device.live.cues import CuePlayed
 from device.service.eventlog import read_events
 from device.sim.emulator import Emulator
@@ -181,30 +181,43 @@ async def test_end_session_closes_after_the_goodbye(rig_factory, tmp_path: Path)
 async def test_maximum_session_length_ends_at_the_turn_boundary(  # type: ignore[no-untyped-def]
     rig_factory, mic_script, tmp_path: Path
 ) -> None:
+    """The limit passes while the first reply plays: the reply is heard out, and the session
+    ends at its end (the worker says nothing more, and the idle timeout is 30 s).
+
+    The reply, not the wall clock, says when the limit passes: as it starts to play, the
+    session's start is moved back by the limit. (With a 0.6 s limit on the wall clock, a loaded
+    machine had not heard the question yet when it passed, and the session ended with no turn.)
+    """
     scenario = Scenario(
         name="max-length",
         speed=2.0,
         turns=[
-            TurnSpec(user_transcript="Where is SKU 104417?", reply_text="Aisle twelve, bay three."),
-            TurnSpec(user_transcript="Thanks.", reply_text="You're welcome."),
+            TurnSpec(user_transcript="Where is SKU 104417?", reply_text="Aisle twelve, bay three.")
         ],
     )
-    wav, _ = mic_script(2, gap_s=6.0)
+    wav, _ = mic_script(1, gap_s=1.0)
     rig = await rig_factory(
         scenario,
         mic=WavSource(wav, speed=8, tail_silence_s=None),
         idle_timeout_s=30.0,
-        max_session_s=0.6,
+        max_session_s=60.0,
     )
+
+    def limit_passes(event: Event) -> None:
+        conversation = rig.appliance.conversation
+        if isinstance(event, Speaking) and event.started and conversation is not None:
+            conversation._limits.started -= 60.0
+
+    rig.bus.subscribe(limit_passes)
     await rig.start()
     rig.appliance.tap()
     await rig.wait_until_idle_after_session(timeout_s=20)
     await rig.finish()
-    (turn,) = rig.emulator.record.turns  # the limit passed during the first reply
+    (turn,) = rig.emulator.record.turns
     assert turn.generation_complete and not turn.interrupted
     assert played(tmp_path / "reply.wav") == rig.emulator.reply_audio(0)
     ended = [e for e in read_events(tmp_path / "events.jsonl") if e["kind"] == "session_ended"]
-    assert [e["reason"] for e in ended] == ["maximum session length (0.6 s) reached"]
+    assert [e["reason"] for e in ended] == ["maximum session length (60 s) reached"]
 
 
 def free_port() -> int:
