@@ -34,14 +34,13 @@ def played(path: Path) -> bytes:
         return wav.readframes(wav.getnframes())
 
 
-def second_question_samples(heard: bytes) -> int:
-    """How much of the second question the session holds, from its first piece it has on."""
-    after = heard.find(QUESTION) + len(QUESTION)
+def question_samples(audio: bytes) -> int:
+    """How much of the question `audio` holds whole, from the first piece of it it has on."""
     for offset in range(0, len(QUESTION), 640):
-        at = heard.find(QUESTION[offset : offset + 3200], after)
+        at = audio.find(QUESTION[offset : offset + 3200])
         if at < 0:
             continue
-        tail = heard[at : at + len(QUESTION) - offset]
+        tail = audio[at : at + len(QUESTION) - offset]
         same = next(
             (i for i, (a, b) in enumerate(zip(tail, QUESTION[offset:], strict=False)) if a != b),
             len(tail),
@@ -113,16 +112,22 @@ async def test_a_seam_inside_a_request_loses_none_of_it(  # type: ignore[no-unty
     second = record.connections[1]
     assert second.resumption_handle == first.handles_issued[-1]
 
-    # The session (each connection up to the point the next resumed from) holds both
-    # questions whole, each once.
+    # The session (each connection up to the point the next resumed from) holds the first
+    # question up to where the service ended its turn, and the second whole, once. (Input the
+    # device sent before it saw a reply begin counts as answered and is never sent again when
+    # no index says otherwise: on a loaded machine that was the first question's last 27 ms,
+    # after the service's turn end, and a check for both whole failed at random.)
     heard = record.session_audio()
-    whole = heard.count(QUESTION)
+    answered_to = 2 * first.turns[0].end_sample
+    assert heard[:answered_to] == pcm[:answered_to], summary(record)
+    rest = heard[answered_to:]
+    whole = rest.count(QUESTION)
     print(
-        f"{fault}, {'index' if indexed else 'no index'}: the session holds {whole} whole "
-        f"question(s) of 2; of the second, {second_question_samples(heard)} of "
-        f"{len(QUESTION) // 2} samples from where the session first has it"
+        f"{fault}, {'index' if indexed else 'no index'}: the session holds the second question "
+        f"whole {whole} time(s); {question_samples(rest)} of {len(QUESTION) // 2} samples of it "
+        f"from where the session first has it"
     )
-    assert whole == 2, summary(record)
+    assert whole == 1, summary(record)
     if indexed:
         # With the index the device re-sends exactly what the service had not consumed.
         expected = (pcm + bytes(len(heard)))[: len(heard)]
