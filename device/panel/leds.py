@@ -114,9 +114,10 @@ class GpioLeds:
         values = [self._project(frame) for frame in frames]
         # Stopping the old source thread first is what keeps a blink from outliving its state.
         self._device.source = None
-        if len(values) == 1:
-            self._device.value = values[0]
-        else:
+        # The first frame goes on the pins here, not when the animation's thread first runs
+        # (late on a busy machine): the old state's colour never outlives `show`.
+        self._device.value = values[0]
+        if len(values) > 1:
             self._device.source_delay = step
             self._device.source = itertools.cycle(values)
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 
+import gpiozero.mixins
 import pytest
 from gpiozero.pins.mock import MockFactory
+from gpiozero.threads import GPIOThread
 
 from device.events import (
     CameraUnavailable,
@@ -23,6 +26,7 @@ from device.events import (
     UserSpeech,
     WakeDetected,
 )
+from device.panel.distinct import look
 from device.panel.leds import GpioLeds, LedPanel, LedSettings
 from device.panel.patterns import DEFAULT_PATTERNS, Effect, Pattern
 from device.panel.pins import PanelConfigError
@@ -230,3 +234,42 @@ def test_led_settings_explain_mistakes() -> None:
         LedSettings(kind="discrete", pins={"red": "GPIO5", "green": "BCM5"})
     with pytest.raises(PanelConfigError, match=r"'rgbw' is not supported"):
         LedSettings(kind="rgbw", pins=RGB)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("hardware", list(HARDWARE))
+async def test_the_new_patterns_first_frame_is_on_the_pins_when_show_returns(
+    pin_factory: MockFactory,
+    wait_until: WaitUntil,
+    hardware: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`show` puts the new pattern's first frame on the pins before it returns, however late
+    the animation's thread starts: a reading taken at once is never the old state's colour.
+    (The thread used to set the first frame; on a loaded machine it ran late, the old colour
+    stayed lit meanwhile, and a panel test saw it at random.)"""
+    kind, pins, pwm = HARDWARE[hardware]
+    leds = GpioLeds(LedSettings(kind=kind, pins=pins, pwm=pwm), pin_factory=pin_factory)  # type: ignore[arg-type]
+    read = reader(pin_factory, pins)
+    red = Pattern((1.0, 0.0, 0.0), Effect.BLINK, on=0.02, off=0.02)
+    green = Pattern((0.0, 1.0, 0.0), Effect.BLINK, on=0.02, off=0.02)
+    greens = {value for value, _ in look(green, [ch for ch in CHANNELS if ch in pins], pwm)}
+    go = threading.Event()
+
+    class Late(GPIOThread):  # type: ignore[misc]
+        """An animation thread on a loaded machine: it starts work when the test says."""
+
+        def run(self) -> None:
+            go.wait()
+            super().run()
+
+    try:
+        leds.show(red)
+        await wait_until(lambda: read() == lit(red.color, pins, pwm), "red lit")
+        monkeypatch.setattr(gpiozero.mixins, "GPIOThread", Late)
+        leds.show(green)
+        reading = tuple(round(v, 2) for v in read())
+        go.set()
+        assert reading in greens, (reading, greens)
+    finally:
+        go.set()
+        leds.close()
