@@ -20,6 +20,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import traceback
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
@@ -75,22 +77,44 @@ class PartsStopper:
 
 
 def dump_stacks() -> None:
-    """Every thread's Python stack on stderr (the journal under systemd)."""
+    """Every thread's Python stack on stderr (the journal under systemd), read with the GIL
+    held and the interpreter's thread list locked (`sys._current_frames`), so a thread starting
+    or ending meanwhile cannot crash the dump."""
     for handler in logging.getLogger().handlers:
         handler.flush()
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    current = threading.get_ident()
+    parts: list[str] = []
+    for ident, frame in sys._current_frames().items():
+        who = "Current thread" if ident == current else "Thread"
+        parts.append(f"{who} {ident:#x} ({names.get(ident, 'native')}), most recent call last:\n")
+        parts.extend(traceback.format_stack(frame))
+        parts.append("\n")
     try:
-        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.write("".join(parts))
+        sys.stderr.flush()
     except (AttributeError, OSError, ValueError):  # no real stderr (a test's capture)
         log.warning("stop: no stderr to write the threads' stacks to")
 
 
 def stacks_on_request(signum: int = signal.SIGUSR1) -> None:
     """`systemctl kill -s USR1 warehouse-voice` writes every thread's stack to the journal: where
-    a device that seems hung is, without stopping it."""
-    try:
-        faulthandler.register(signum, file=sys.stderr, all_threads=True)
-    except (AttributeError, OSError, ValueError):  # no real stderr (a test's capture)
-        log.warning("no stderr to write the threads' stacks to on signal %d", signum)
+    a device that seems hung is, without stopping it.
+
+    The stacks are written by Python code holding the GIL: by a thread of its own that waits
+    for the signal (blocked in this thread, so in threads started after it), or, where the
+    signal reaches a thread that does not block it (some native threads do not), by a handler
+    in the main thread. (faulthandler's handler wrote them from inside the signal, walking
+    other threads' frames while they ran, and under load crashed the daemon mid-dump.)"""
+    signal.signal(signum, lambda *_: dump_stacks())
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
+
+    def wait() -> None:
+        while True:
+            signal.sigwait({signum})
+            dump_stacks()
+
+    threading.Thread(target=wait, name="stacks-on-request", daemon=True).start()
 
 
 def exit_now(code: int) -> None:
