@@ -103,7 +103,7 @@ def stacks_on_request(signum: int = signal.SIGUSR1) -> None:
 
     The stacks are written by Python code holding the GIL: by a thread of its own that waits
     for the signal (blocked in this thread, so in threads started after it), or, where the
-    signal reaches a thread that does not block it (some native threads do not), by a handler
+    signal reaches a thread that does not block it (one in the daemon does not), by a handler
     in the main thread. (faulthandler's handler wrote them from inside the signal, walking
     other threads' frames while they ran, and under load crashed the daemon mid-dump.)"""
     signal.signal(signum, lambda *_: dump_stacks())
