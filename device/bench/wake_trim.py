@@ -142,6 +142,17 @@ class _HitCache:
         os.replace(tmp, self._path)
 
 
+def detector_runtime(model_set: ModelSet) -> OnnxWakeRuntime:
+    """The runtime `detect` scores with: "hey_jarvis" every `EVERY_MS`, as the daemon's."""
+    melspec, embedding = model_set.feature_paths("onnx")
+    return OnnxWakeRuntime(
+        {"hey_jarvis": model_set.get("hey_jarvis", "onnx").path},
+        melspec_path=melspec,
+        embedding_path=embedding,
+        between=between_for(EVERY_MS),
+    )
+
+
 def trims(
     model_set: ModelSet, clips: Iterable[Clip], *, cache_hits: bool = False, threshold: float = 0.5
 ) -> Iterator[Trimmed | str]:
@@ -149,12 +160,7 @@ def trims(
     melspec, embedding = model_set.feature_paths("onnx")
     path = model_set.get("hey_jarvis", "onnx").path
     finder = EndFinder(path, melspec_path=melspec, embedding_path=embedding)
-    runtime = OnnxWakeRuntime(
-        {"hey_jarvis": path},
-        melspec_path=melspec,
-        embedding_path=embedding,
-        between=between_for(EVERY_MS),
-    )
+    runtime = detector_runtime(model_set)
     cache = _HitCache([path, melspec, embedding], threshold) if cache_hits else None
     try:
         yield from _trims(finder, runtime, clips, cache, threshold)

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 from device.bench.wake_clips import Clip, positive_clips
-from device.bench.wake_trim import detect, trims
+from device.bench.wake_trim import detect, detector_runtime, trims
 from device.sim.speech import noise
-from device.wake.detector import EVERY_MS, SAMPLE_RATE, WakeDetector, WakeHit
+from device.wake.detector import SAMPLE_RATE, WakeDetector, WakeHit
 from device.wake.endpoint import UNSURE_KEEP, EndFinder, needed_after, needed_before, unsure_end
 from device.wake.models import FALLBACK_THRESHOLD, ModelSet
-from device.wake.runtime import OnnxWakeRuntime, between_for
 
 
 def test_without_a_convincing_end_the_cut_keeps_150_ms_of_the_wake_word(
@@ -89,13 +88,7 @@ async def test_the_trim_bench_detects_what_the_daemons_detector_detects(
     over the threshold, dated at the first crossing), for speed and for its hit cache. On 12
     benchmark clips it must report exactly the hits the real WakeDetector reports, or the trim
     test judges cuts the daemon never makes. (A fresh runtime and a reset one start alike.)"""
-    melspec, embedding = model_set.feature_paths("onnx")
-    runtime = OnnxWakeRuntime(
-        {"hey_jarvis": model_set.get("hey_jarvis", "onnx").path},
-        melspec_path=melspec,
-        embedding_path=embedding,
-        between=between_for(EVERY_MS),
-    )
+    runtime = detector_runtime(model_set)
     compared = 0
     for clip in itertools.islice(positive_clips(quick=True), 0, None, 4):
         expected = await first_hit(model_set, clip)
