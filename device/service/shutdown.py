@@ -94,7 +94,7 @@ def dump_stacks() -> None:
         sys.stderr.write("".join(parts))
         sys.stderr.flush()
     except (AttributeError, OSError, ValueError):  # no real stderr (a test's capture)
-        log.warning("stop: no stderr to write the threads' stacks to")
+        log.warning("no stderr to write the threads' stacks to")
 
 
 def stacks_on_request(signum: int = signal.SIGUSR1) -> None:
