@@ -188,11 +188,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def measure(
-    workdir: Path, model_set: ModelSet, seconds: float, echo: str, *, wake: bool = True
+    workdir: Path,
+    model_set: ModelSet,
+    seconds: float,
+    echo: str,
+    *,
+    wake: bool = True,
+    daemon_python: str = sys.executable,
 ) -> dict[str, Any]:
     """One run: the daemon (its microphone a private PulseAudio source playing the WAV) and the
     bare-predict process start on the same audio at the same moment; both are idle for
-    `seconds` side by side, and their CPU is read over that same window. Then the wake phrase."""
+    `seconds` side by side, and their CPU is read over that same window. Then the wake phrase.
+    `daemon_python` runs the daemon: a device's venv holds the runtime dependencies only."""
     from device.sim.pulse import PulseServer
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -212,7 +219,7 @@ def measure(
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "GEMINI_API_KEY")}
         env["WV_BENCH_STATE"] = str(model_set.directory.parent)
         process = subprocess.Popen(
-            [sys.executable, "-m", "device.cli", "run", "--config", str(config)],
+            [daemon_python, "-m", "device.cli", "run", "--config", str(config)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -271,6 +278,7 @@ def measure(
         "ratio_to_capture_plus_predict": round(daemon / (bare_s + floor_s), 3)
         if bare_s + floor_s
         else None,
+        "daemon_python": daemon_python,
         "daemon_rss_mb": round(rss, 1),
         # Where the daemon's CPU went, per thread (CPU s per minute): the detector's inference
         # thread is the one near bare predict's figure, PortAudio's callback thread and
@@ -291,6 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline", action="store_true", help="also run the daemon with the wake word off"
     )
+    parser.add_argument(
+        "--daemon-python",
+        default=sys.executable,
+        help="the interpreter that runs the daemon, e.g. a venv with the runtime dependencies "
+        "only (pip install '.[native]'), as a device has; default: this one",
+    )
     parser.add_argument("--bare", nargs=2, type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--capture-only", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -305,11 +319,24 @@ def main(argv: list[str] | None = None) -> int:
         args.workdir / "state", downloader=Downloader(wheel_cache=cache), notify=lambda line: None
     )
     t = time.perf_counter()
-    result = measure(args.workdir / args.echo, model_set, args.seconds, args.echo)
+    result = measure(
+        args.workdir / args.echo,
+        model_set,
+        args.seconds,
+        args.echo,
+        daemon_python=args.daemon_python,
+    )
     _print("daemon idling on the wake word", result, time.perf_counter() - t)
     if args.baseline:
         t = time.perf_counter()
-        base = measure(args.workdir / "nowake", model_set, args.seconds, args.echo, wake=False)
+        base = measure(
+            args.workdir / "nowake",
+            model_set,
+            args.seconds,
+            args.echo,
+            wake=False,
+            daemon_python=args.daemon_python,
+        )
         _print("the same daemon with the wake word off", base, time.perf_counter() - t)
         added = result["daemon_cpu_s"] - base["daemon_cpu_s"]
         print(
