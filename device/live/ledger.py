@@ -61,6 +61,7 @@ class ReplayLedger:
         self._unconsumed: deque[_Sent] = deque()
         self._audio_bytes = 0
         self._next_index = 1
+        self._consumed_index = 0  # the newest index this connection's server reported consumed
         self._turn_end_index = 0  # the last message sent before the latest turnComplete
         self._answered_index = 0  # the last message sent before the latest model output
 
@@ -80,13 +81,17 @@ class ReplayLedger:
         self._unconsumed.clear()
         self._audio_bytes = 0
         self._next_index = 1
-        self._turn_end_index = self._answered_index = 0
+        self._consumed_index = self._turn_end_index = self._answered_index = 0
         return items if resumed else fresh
 
     def sent(self, item: Outgoing) -> int:
         """Record a message that left on the current connection; returns its index."""
         index = self._next_index
         self._next_index += 1
+        if index <= self._consumed_index:
+            # The server's update overtook our note that this left (a loaded machine runs the
+            # receiver before the sender resumes): the handle holds it already.
+            return index
         self._unconsumed.append(_Sent(index, item, self._clock()))
         if item.kind == "audio":
             self._audio_bytes += len(item.payload)
@@ -104,6 +109,7 @@ class ReplayLedger:
         self.updates += 1
         if consumed_index is not None:
             self.indexed = True
+            self._consumed_index = max(self._consumed_index, consumed_index)
             self._keep(lambda s: s.index > consumed_index)
             return
         # The handle holds what reached the service before it was made: everything but the

@@ -13,6 +13,8 @@ import pytest
 
 from device.audio.source import WavSource
 from device.events import State
+from device.live.link import Link
+from device.live.outbox import Outgoing
 from device.service.eventlog import read_events
 from device.sim.record import EmulatorRecord
 from device.sim.scenario import Scenario, ToolCallSpec, TurnSpec, load_scenario
@@ -256,6 +258,44 @@ async def test_drop_just_after_a_tool_answer_neither_loses_nor_repeats_it(  # ty
     assert len(tools.calls) == 1
     # Consumed exactly once, on the connection that had to have it; never offered twice.
     assert answered(record, "call-1") == [(answered_on, True)]
+    assert "duplicate_tool_response" not in [f.kind for f in record.faults]
+    assert played(tmp_path / "reply.wav") == b"".join(record.reply_pcm)
+
+
+async def test_an_answer_the_service_consumed_before_its_send_returned_is_not_sent_again(  # type: ignore[no-untyped-def]
+    rig_factory, mic_script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The service consumes the answer, makes a handle (its index past the answer) and closes.
+    # On a loaded machine the device can read that update before its send loop notes that the
+    # answer left; here the answer's send returns only once the update has been read.
+    real_transmit = Link._transmit
+
+    async def returns_after_the_update(link: Link, item: Outgoing) -> None:
+        updates = link.owner.ledger.updates
+        await real_transmit(link, item)
+        for _ in range(20_000):  # a bound, not a timing: the update comes first on the socket
+            if item.kind != "tool_response" or link.owner.ledger.updates > updates:
+                return
+            await asyncio.sleep(0.001)
+
+    monkeypatch.setattr(Link, "_transmit", returns_after_the_update)
+    scn = scenario(
+        {"close_after_tool_response": 1011}, handles_during_tools=True, report_consumed_index=True
+    )
+    wav, _ = mic_script(2, gap_s=10.0)
+    tools = SlowTools(delay_s=0.05)
+    rig = await rig_factory(
+        scn,
+        mic=WavSource(wav, speed=8, tail_silence_s=None),
+        tools=lambda bus: tools,
+        idle_timeout_s=10.0,
+        reconnect_base_s=0.05,
+    )
+    record = await run_two_turns(rig)
+    first, second = record.connections
+    assert second.resumed_phase == "reply"
+    assert second.resumption_handle == first.handles_issued[-1]
+    assert answered(record, "call-1") == [(0, True)]
     assert "duplicate_tool_response" not in [f.kind for f in record.faults]
     assert played(tmp_path / "reply.wav") == b"".join(record.reply_pcm)
 

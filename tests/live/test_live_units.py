@@ -94,6 +94,21 @@ def test_ledger_resends_exactly_what_was_not_consumed() -> None:
     assert ledger.connection_started(resumed=True) == []
 
 
+def test_ledger_keeps_nothing_the_server_reported_consumed_before_its_send_returned() -> None:
+    # On a loaded machine the server's update can overtake the device's own note that a
+    # message left: the update says message 2 is consumed before the ledger hears of message 2.
+    ledger = ReplayLedger(max_audio_bytes=10_000)
+    items = [Outgoing("audio", AUDIO), answer("c1"), Outgoing("audio", AUDIO[:2])]
+    assert ledger.sent(items[0]) == 1
+    ledger.update("h1", 2)
+    assert [ledger.sent(item) for item in items[1:]] == [2, 3]
+    assert ledger.unconsumed_answers() == set()
+    assert ledger.connection_started(resumed=True) == items[2:]
+    # A new connection numbers from 1 again, and the old connection's index means nothing there.
+    assert ledger.sent(items[0]) == 1
+    assert ledger.connection_started(resumed=True) == items[:1]
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0
