@@ -14,6 +14,9 @@ handle may not hold. After a reconnect with that handle, they are sent again, in
   not). Model output proves the model went on from what was sent before it (DESIGN §3): tool
   answers and input sent before it are never sent again, so a reply cut by a drop is not
   asked for a second time and the worker hears one answer.
+- An update can be read before the send of a message it holds has returned (the receiver runs
+  first on a loaded machine): a message on the wire when an update is read counts as sent
+  before it, and one its index covers is never kept.
 - A reconnect without any handle starts a fresh session: only what was said since the last
   turnComplete goes again, so a question cut off by the drop is still heard.
 
@@ -61,7 +64,10 @@ class ReplayLedger:
         self._unconsumed: deque[_Sent] = deque()
         self._audio_bytes = 0
         self._next_index = 1
-        self._consumed_index = 0  # the newest index this connection's server reported consumed
+        # The newest message of this connection that the newest handle holds: reported by an
+        # index, or (without one) the message on the wire when the update was read.
+        self._covered_index = 0
+        self._in_flight = False  # a message is on the wire and its send has not returned
         self._turn_end_index = 0  # the last message sent before the latest turnComplete
         self._answered_index = 0  # the last message sent before the latest model output
 
@@ -81,16 +87,29 @@ class ReplayLedger:
         self._unconsumed.clear()
         self._audio_bytes = 0
         self._next_index = 1
-        self._consumed_index = self._turn_end_index = self._answered_index = 0
+        self._covered_index = self._turn_end_index = self._answered_index = 0
+        self._in_flight = False
         return items if resumed else fresh
+
+    def sending(self) -> None:
+        """A message is going on the wire now; `sent` or `not_sent` follows when its send ends.
+
+        The server's update can be read before the send returns (on a loaded machine the
+        receiver runs first): the update must then cover the message it has not been told of."""
+        self._in_flight = True
+
+    def not_sent(self) -> None:
+        """The message on the wire never left whole: it goes again from the outbox."""
+        self._in_flight = False
 
     def sent(self, item: Outgoing) -> int:
         """Record a message that left on the current connection; returns its index."""
+        self._in_flight = False
         index = self._next_index
         self._next_index += 1
-        if index <= self._consumed_index:
-            # The server's update overtook our note that this left (a loaded machine runs the
-            # receiver before the sender resumes): the handle holds it already.
+        if index <= self._covered_index and not (self.indexed is False and item.kind == "audio"):
+            # An update read while it was on the wire holds it already (without an index,
+            # audio is the exception: it is the newest, and the overlap rule keeps it).
             return index
         self._unconsumed.append(_Sent(index, item, self._clock()))
         if item.kind == "audio":
@@ -109,12 +128,14 @@ class ReplayLedger:
         self.updates += 1
         if consumed_index is not None:
             self.indexed = True
-            self._consumed_index = max(self._consumed_index, consumed_index)
+            self._covered_index = max(self._covered_index, consumed_index)
             self._keep(lambda s: s.index > consumed_index)
             return
         # The handle holds what reached the service before it was made: everything but the
         # audio of the last round trip, which goes again after a resume if it comes to that.
         self.indexed = False
+        if self._in_flight:
+            self._covered_index = self._next_index
         since = self._clock() - self._overlap_s
         answered = self._answered_index
         self._keep(lambda s: s.item.kind == "audio" and s.at >= since and s.index > answered)

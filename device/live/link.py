@@ -111,13 +111,14 @@ class Link:
                 self._settle(frame, item)
                 raise
             except Exception as exc:
-                outbox.put_front([item])
+                self._settle(frame, item)
                 return LinkEnd("lost", str(exc), classify(exc))
             self._settle(frame, item)
 
     def _settle(self, frame: asyncio.Future[None], item: Outgoing) -> None:
         if not frame.done() or frame.cancelled() or frame.exception() is not None:
             # It never left: it goes first on the next connection.
+            self.owner.ledger.not_sent()
             self.owner.outbox.put_front([item])
             return
         self.owner.ledger.sent(item)
@@ -134,6 +135,8 @@ class Link:
 
     async def _transmit(self, item: Outgoing) -> None:
         session = self.session
+        # Here, not before the task starts: an update read before this was made without it.
+        self.owner.ledger.sending()
         if item.kind == "audio":
             await session.send_realtime_input(
                 audio=types.Blob(data=item.payload, mime_type=AUDIO_MIME)

@@ -262,8 +262,9 @@ async def test_drop_just_after_a_tool_answer_neither_loses_nor_repeats_it(  # ty
     assert played(tmp_path / "reply.wav") == b"".join(record.reply_pcm)
 
 
+@pytest.mark.parametrize("indexed", [True, False], ids=["consumed-index", "no-index"])
 async def test_an_answer_the_service_consumed_before_its_send_returned_is_not_sent_again(  # type: ignore[no-untyped-def]
-    rig_factory, mic_script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    rig_factory, mic_script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, indexed: bool
 ) -> None:
     # The service consumes the answer, makes a handle (its index past the answer) and closes.
     # On a loaded machine the device can read that update before its send loop notes that the
@@ -280,7 +281,9 @@ async def test_an_answer_the_service_consumed_before_its_send_returned_is_not_se
 
     monkeypatch.setattr(Link, "_transmit", returns_after_the_update)
     scn = scenario(
-        {"close_after_tool_response": 1011}, handles_during_tools=True, report_consumed_index=True
+        {"close_after_tool_response": 1011},
+        handles_during_tools=True,
+        report_consumed_index=indexed,
     )
     wav, _ = mic_script(2, gap_s=10.0)
     tools = SlowTools(delay_s=0.05)

@@ -168,6 +168,27 @@ def test_ledger_without_indices_never_resends_what_the_model_went_on_from() -> N
     assert ledger.connection_started(resumed=True) == [after]
 
 
+def test_ledger_without_indices_counts_a_message_on_the_wire_as_held_by_an_update() -> None:
+    # Without an index, what was sent before an update is in its handle (audio of the last
+    # round trip apart). A message whose send had not returned when the update was read had
+    # gone on the wire before it: it is held too, unless it is audio.
+    clock = Clock()
+    ledger = ReplayLedger(max_audio_bytes=10_000, overlap_s=0.5, clock=clock)
+    audio, late = Outgoing("audio", AUDIO), answer("c2")
+    ledger.sending()
+    ledger.update("h1", None)
+    ledger.sent(answer("c1"))
+    ledger.sending()
+    ledger.update("h2", None)
+    ledger.sent(audio)
+    ledger.sending()
+    ledger.not_sent()  # never left: the outbox sends it again, the ledger never had it
+    ledger.update("h3", None)
+    ledger.sent(late)  # went on the wire after the update: not in its handle
+    assert ledger.unconsumed_answers() == {"c2"}
+    assert ledger.connection_started(resumed=True) == [audio, late]
+
+
 def test_ledger_keeps_only_the_newest_video_frames() -> None:
     ledger = ReplayLedger(max_audio_bytes=10_000, max_video_frames=2)
     frames = [Outgoing("video", bytes([i]) * 100) for i in range(4)]
