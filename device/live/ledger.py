@@ -63,6 +63,7 @@ class ReplayLedger:
         self._clock = clock
         self._unconsumed: deque[_Sent] = deque()
         self._audio_bytes = 0
+        self.dropped_audio_bytes = 0  # audio too old to keep for a replay, all told
         self._next_index = 1
         # The newest message of this connection that the newest handle holds: reported by an
         # index, or (without one) the message on the wire when the update was read.
@@ -168,6 +169,7 @@ class ReplayLedger:
             oldest = next(s for s in self._unconsumed if _audio(s))
             self._unconsumed.remove(oldest)
             self._audio_bytes -= len(oldest.item.payload)
+            self.dropped_audio_bytes += len(oldest.item.payload)
 
     def _trim_video(self) -> None:
         frames = [s for s in self._unconsumed if s.item.kind == "video"]

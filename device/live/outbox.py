@@ -9,11 +9,16 @@ taken in by the server is `device.live.ledger`'s.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from device.live.policy import AUDIO_BYTES_PER_S
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class Outbox:
         self._max_video = max_video_frames
         self.link_up = False
         self._audio_bytes = 0
+        self.dropped_audio_bytes = 0  # the oldest audio dropped past the limit, all told
+        self._dropping = False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -101,10 +108,18 @@ class Outbox:
             self._audio_bytes += sign * len(item.payload)
 
     def _trim(self) -> None:
+        dropping = self._audio_bytes > self._max_audio
+        if dropping and not self._dropping:
+            log.warning(
+                "more than %.1f s of audio waits to be sent: dropping the oldest",
+                self._max_audio / AUDIO_BYTES_PER_S,
+            )
+        self._dropping = dropping
         while self._audio_bytes > self._max_audio:
             oldest = next(i for i in self._items if i.kind == "audio")
             self._items.remove(oldest)
             self._audio_bytes -= len(oldest.payload)
+            self.dropped_audio_bytes += len(oldest.payload)
         if self.link_up:
             return
         frames = [i for i in self._items if i.kind == "video"]

@@ -160,6 +160,8 @@ class Connection(ClientFrames):
         except ConnectionClosed as exc:
             self._client_closed(exc)
             return
+        if self.record.resumption_handle and self.scenario.resume_setup_delay_ms:
+            await asyncio.sleep(self.scenario.resume_setup_delay_ms / 1000)
         self.send(wire.setup_complete())
         self._check_goaway()
         reader = asyncio.create_task(self._reader(), name="emulator-reader")

@@ -127,6 +127,9 @@ class Scenario(_Model):
     input_fault_after_s: float | None = Field(default=None, ge=0)
     input_fault: Literal["goaway", "drop"] = "drop"
     resumption: bool = True
+    # Wall-clock milliseconds (not divided by `speed`) before a resumed connection's
+    # setupComplete: a service slow to take the device back while its microphone runs on.
+    resume_setup_delay_ms: int = Field(default=0, ge=0, le=60_000)
     # Also issue handles mid-turn: right after a toolCall (resuming waits for its answers),
     # once every answer was consumed, and as a reply without tools starts (resuming plays the
     # reply, from where a cut-off connection stopped).

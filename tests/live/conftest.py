@@ -175,6 +175,15 @@ async def rig_factory(
             emulator = Emulator(scenario, workdir=workdir, api_key=emulator_key)
             await emulator.start()
             emulators.append(emulator)
+        # 50 ms chunks: at mic_speed 8-20, 20 ms chunks would ask the device for 400-1000
+        # frames a second, a backlog on a loaded machine that delays tool answers.
+        mic = mic or WavSource(REQUEST_WAV, speed=mic_speed, tail_silence_s=None, chunk_ms=50)
+        # The replay bounds count audio, and this microphone outruns a worker `speed` times:
+        # scaled, they hold about the wall time 15 s of real speech does. Unscaled, a reconnect
+        # that took 2.6 s on a loaded machine was 10 s of 4x audio, and the oldest to re-send
+        # (the request after the handle) was dropped.
+        pace = float(getattr(mic, "speed", 1.0))
+        live.setdefault("replay_audio_s", min(120.0, 15.0 * pace))
         settings = live_settings(emulator, tmp_path, **live)
         bus = EventBus()
         states: list[State] = []
@@ -186,9 +195,6 @@ async def rig_factory(
         bus.subscribe(track)
         event_log = EventLog(tmp_path / "events.jsonl", device_id="test-01")
         bus.subscribe(event_log)
-        # 50 ms chunks: at mic_speed 8-20, 20 ms chunks would ask the device for 400-1000
-        # frames a second, a backlog on a loaded machine that delays tool answers.
-        mic = mic or WavSource(REQUEST_WAV, speed=mic_speed, tail_silence_s=None, chunk_ms=50)
         speaker = speaker or WavSink(tmp_path / "reply.wav", speed=speaker_speed)
         await speaker.open()
         made_tools = tools(bus) if tools is not None else RecordingTools()

@@ -209,18 +209,21 @@ def test_ledger_fresh_session_replays_the_current_utterance_only() -> None:
     # replay budget of the utterance in progress (its oldest audio dropped first).
     assert [i.kind for i in replay] == ["audio"] * 3
     assert all(i.payload == AUDIO for i in replay)
+    assert ledger.dropped_audio_bytes == 30 + 2 * len(AUDIO)
     ledger.sent(answer("c2"))
     ledger.forget_answers({"c2"})  # a cancelled call is never answered again
     assert ledger.connection_started(resumed=True) == []
 
 
-async def test_outbox_order_bounds_and_drops() -> None:
+async def test_outbox_order_bounds_and_drops(caplog: pytest.LogCaptureFixture) -> None:
     box = Outbox(max_audio_bytes=2 * len(AUDIO))
     first, second, third = (Outgoing("audio", bytes([i]) * len(AUDIO)) for i in range(3))
     box.put(first)
     box.put(answer("c1"))
     box.put(second)
     box.put(third)  # over the limit: the oldest audio goes, the answer stays
+    assert box.dropped_audio_bytes == len(AUDIO)
+    assert "dropping the oldest" in caplog.text
     box.put_front([Outgoing("activity_start")])
     assert box.pending_answers() == {"c1"}
     assert box.drop(call_ids={"c1"}) == 1
