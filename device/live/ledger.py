@@ -14,9 +14,9 @@ handle may not hold. After a reconnect with that handle, they are sent again, in
   not). Model output proves the model went on from what was sent before it (DESIGN §3): tool
   answers and input sent before it are never sent again, so a reply cut by a drop is not
   asked for a second time and the worker hears one answer.
-- An update can be read before the send of a message it holds has returned (the receiver runs
-  first on a loaded machine): a message on the wire when an update is read counts as sent
-  before it, and one its index covers is never kept.
+- The server's answer to a message (an update, model output) can be read before the send of
+  that message has returned (the receiver runs first on a loaded machine): a message on the
+  wire when either is read counts as sent before it, and one an index covers is never kept.
 - A reconnect without any handle starts a fresh session: only what was said since the last
   turnComplete goes again, so a question cut off by the drop is still heard.
 
@@ -108,9 +108,7 @@ class ReplayLedger:
         self._in_flight = False
         index = self._next_index
         self._next_index += 1
-        if index <= self._covered_index and not (self.indexed is False and item.kind == "audio"):
-            # An update read while it was on the wire holds it already (without an index,
-            # audio is the exception: it is the newest, and the overlap rule keeps it).
+        if self._held(index, item):
             return index
         self._unconsumed.append(_Sent(index, item, self._clock()))
         if item.kind == "audio":
@@ -122,7 +120,7 @@ class ReplayLedger:
 
     def turn_complete(self) -> None:
         """The server finished a turn: what was sent before it belongs to that turn."""
-        self._turn_end_index = self._next_index - 1
+        self._turn_end_index = self._on_wire()
 
     def update(self, handle: str, consumed_index: int | None) -> None:
         self.handle = handle
@@ -135,8 +133,7 @@ class ReplayLedger:
         # The handle holds what reached the service before it was made: everything but the
         # audio of the last round trip, which goes again after a resume if it comes to that.
         self.indexed = False
-        if self._in_flight:
-            self._covered_index = self._next_index
+        self._covered_index = self._on_wire()
         since = self._clock() - self._overlap_s
         answered = self._answered_index
         self._keep(lambda s: s.item.kind == "audio" and s.at >= since and s.index > answered)
@@ -149,7 +146,7 @@ class ReplayLedger:
         before the output may still have been on the wire, and the index says which."""
         if self.indexed is True:
             return
-        self._answered_index = answered = self._next_index - 1
+        self._answered_index = answered = self._on_wire()
         if self.indexed is False:
             self._keep(lambda s: s.index > answered)
 
@@ -159,6 +156,19 @@ class ReplayLedger:
 
     def unconsumed_answers(self) -> set[str]:
         return {s.item.call_id for s in self._unconsumed if s.item.call_id is not None}
+
+    def _on_wire(self) -> int:
+        """The newest message that has gone on the wire, its send returned or not."""
+        return self._next_index - 1 + self._in_flight
+
+    def _held(self, index: int, item: Outgoing) -> bool:
+        """Whether what was read while message `index` was on the wire already holds it."""
+        if self.indexed is True:
+            return index <= self._covered_index
+        if self.indexed is False and index <= self._answered_index:
+            return True  # model output read after it
+        # An update without an index, but for audio: the overlap rule keeps the newest.
+        return index <= self._covered_index and item.kind != "audio"
 
     def _keep(self, wanted: Callable[[_Sent], bool]) -> None:
         self._unconsumed = deque(s for s in self._unconsumed if wanted(s))

@@ -124,8 +124,6 @@ class Link:
         self.owner.ledger.sent(item)
         if item.call_id is not None:
             self.owner.calls.sent(item.call_id, self.number)
-            self.answered_at = time.monotonic()
-            self.wake.set()
         self._audio_sent += item.kind == "audio"
         if item.kind != "audio" or self._audio_sent % WIRE_AUDIO_SAMPLE == 1:
             waited_ms = 1000 * (time.monotonic() - item.queued)
@@ -135,8 +133,13 @@ class Link:
 
     async def _transmit(self, item: Outgoing) -> None:
         session = self.session
-        # Here, not before the task starts: an update read before this was made without it.
+        # Here, not before the task starts: what was read before this was made without it.
         self.owner.ledger.sending()
+        if item.call_id is not None:
+            # The model may answer from now on, even before this send returns (on a loaded
+            # device the receiver runs first): its reply must find the stall watch started.
+            self.answered_at = time.monotonic()
+            self.wake.set()
         if item.kind == "audio":
             await session.send_realtime_input(
                 audio=types.Blob(data=item.payload, mime_type=AUDIO_MIME)

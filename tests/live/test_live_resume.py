@@ -303,6 +303,39 @@ async def test_an_answer_the_service_consumed_before_its_send_returned_is_not_se
     assert played(tmp_path / "reply.wav") == b"".join(record.reply_pcm)
 
 
+async def test_a_reply_read_before_the_answers_send_returned_is_no_stall(  # type: ignore[no-untyped-def]
+    rig_factory, mic_script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The whole reply to a tool answer (to its turnComplete) can be read before the send loop
+    # notes that the answer left. That is not "no reply after a tool answer": no reconnect,
+    # and the answer is not sent again.
+    real_transmit = Link._transmit
+
+    async def returns_after_the_reply(link: Link, item: Outgoing) -> None:
+        turn_done_at = link.turn_done_at
+        await real_transmit(link, item)
+        for _ in range(20_000):  # a bound, not a timing: the reply comes on its own
+            if item.kind != "tool_response" or link.turn_done_at != turn_done_at:
+                return
+            await asyncio.sleep(0.001)
+
+    monkeypatch.setattr(Link, "_transmit", returns_after_the_reply)
+    wav, _ = mic_script(2, gap_s=10.0)
+    tools = SlowTools(delay_s=0.05)
+    rig = await rig_factory(
+        scenario({}),
+        mic=WavSource(wav, speed=2, tail_silence_s=None),
+        tools=lambda bus: tools,
+        idle_timeout_s=10.0,
+        stall_timeout_s=0.5,
+    )
+    record = await run_two_turns(rig)
+    assert len(record.connections) == 1, [c.close_code for c in record.connections]
+    assert answered(record, "call-1") == [(0, True)]
+    assert "duplicate_tool_response" not in [f.kind for f in record.faults]
+    assert played(tmp_path / "reply.wav") == b"".join(record.reply_pcm)
+
+
 async def test_silence_after_a_tool_answer_resumes_the_session(  # type: ignore[no-untyped-def]
     rig_factory, tmp_path: Path
 ) -> None:

@@ -187,6 +187,16 @@ def test_ledger_without_indices_counts_a_message_on_the_wire_as_held_by_an_updat
     ledger.sent(late)  # went on the wire after the update: not in its handle
     assert ledger.unconsumed_answers() == {"c2"}
     assert ledger.connection_started(resumed=True) == [audio, late]
+    # Model output read while a message was on the wire came after it: the model went on
+    # from it, audio or answer, as from everything sent before.
+    ledger.sent(answer("c3"))
+    ledger.sending()
+    ledger.output_seen()
+    ledger.sent(audio)
+    ledger.sending()
+    ledger.output_seen()
+    ledger.sent(answer("c4"))
+    assert ledger.connection_started(resumed=True) == []
 
 
 def test_ledger_keeps_only_the_newest_video_frames() -> None:
