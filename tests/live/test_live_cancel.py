@@ -7,12 +7,12 @@ from typing import Any
 import httpx
 import pytest
 
-from device.audio.source import WavSource
 from device.events import ConfirmationResolved, Event, EventBus, ToolFinished
 from device.inventory.server import RunningInventory
 from device.sim.scenario import Scenario, ToolCallSpec, TurnSpec
 from device.tools.dispatcher import ToolDispatcher
 from device.tools.inventory_client import InventoryClient
+from tests.live.conftest import Rig, TurnPacedMic
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ async def moves(inv: RunningInventory) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("cancelled", [True, False], ids=["cancelled", "control"])
 async def test_a_cancelled_uncommitted_write_is_never_committed(  # type: ignore[no-untyped-def]
-    rig_factory, mic_script, inventory: RunningInventory, cancelled: bool
+    rig_factory, inventory: RunningInventory, cancelled: bool
 ) -> None:
     # Turn 1: the model proposes the move, then takes the call back (toolCallCancellation)
     # while the read-back waits for the worker. Turn 2: the worker says "confirm" and the
@@ -66,13 +66,26 @@ async def test_a_cancelled_uncommitted_write_is_never_committed(  # type: ignore
             button_confirms=False,
         )
 
-    wav, _ = mic_script(2, gap_s=8.0)
+    rigs: list[Rig] = []
+
+    def read_back_played(n: int) -> bool:
+        # A worker confirms what they heard: "Confirm." waits until the read-back has played
+        # (on a loaded machine the speaker lags the 8x microphone, and a confirm spoken over
+        # the read-back is refused, as it must be).
+        rig = rigs[0]
+        replies = sum(len(rig.emulator.reply_audio(turn)) for turn in range(n))
+        return rig.speaker.played_bytes >= replies
+
     rig = await rig_factory(
         scenario,
-        mic=WavSource(wav, speed=8, tail_silence_s=None),
+        mic=TurnPacedMic(read_back_played, times=2, gap_s=2.0),
         tools=dispatcher,
         idle_timeout_s=10.0,
+        # The speaker slower than the microphone, as on a loaded machine: with the old
+        # file-paced worker the control's confirm came over the read-back and was refused.
+        speaker_speed=2.0,
     )
+    rigs.append(rig)
     seen: list[Event] = []
     rig.bus.subscribe(seen.append)
     await rig.start()
