@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from device.audio.cued import CuedWavSource
 from device.audio.source import WavSource
 from device.audio.wavio import read_wav
 from device.config import REPO_CONFIG_DIR
@@ -229,8 +230,12 @@ def free_port() -> int:
 async def test_offline_at_wake_then_back_by_itself(rig_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()  # nothing listens here yet
     scenario = load_scenario("where-is-sku").model_copy(update={"speed": 10.0})
+    # The worker asks once the button works again. (A file played from the start had the
+    # question over by then on a loaded machine, and the second press heard only silence.)
+    mic = CuedWavSource(REPO_CONFIG_DIR / "demo" / "where-is-sku.wav", speed=8.0, chunk_ms=50)
     rig = await rig_factory(
         scenario,
+        mic=mic,
         base_url=f"https://127.0.0.1:{port}",
         reconnect_base_s=0.05,
         offline_probe_max_s=0.1,
@@ -252,6 +257,7 @@ async def test_offline_at_wake_then_back_by_itself(rig_factory, tmp_path: Path) 
         assert rig.states[-2:] == [State.OFFLINE, State.IDLE]
         # And the next press has a conversation, with no restart.
         rig.appliance.press("gpio")
+        mic.cue()
         await back.wait_for_turns(1, timeout_s=30)
         rig.appliance.release("gpio")
         await rig.finish()
