@@ -95,8 +95,8 @@ class ReplayLedger:
     def sending(self) -> None:
         """A message is going on the wire now; `sent` or `not_sent` follows when its send ends.
 
-        The server's update can be read before the send returns (on a loaded machine the
-        receiver runs first): the update must then cover the message it has not been told of."""
+        The server's answer to it (an update, model output) can be read before the send
+        returns (on a loaded machine the receiver runs first), and must count it as sent."""
         self._in_flight = True
 
     def not_sent(self) -> None:
