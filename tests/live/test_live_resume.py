@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,21 +227,48 @@ async def test_call_announced_again_after_resume_is_not_run_again(  # type: igno
     assert played(tmp_path / "reply.wav") == b"".join(record.reply_pcm)
 
 
+def answers_return_late(monkeypatch: pytest.MonkeyPatch, mark: Callable[[Link], object]) -> None:
+    """A tool answer's send returns only once `mark(link)` has changed: the device reads what
+    the service did with the answer first, as on a loaded machine, where the receiver can run
+    before the sender resumes."""
+    real_transmit = Link._transmit
+
+    async def returns_late(link: Link, item: Outgoing) -> None:
+        before = mark(link)
+        await real_transmit(link, item)
+        for _ in range(20_000):  # a bound, not a timing: what is awaited comes by itself
+            if item.kind != "tool_response" or mark(link) != before:
+                return
+            await asyncio.sleep(0.001)
+
+    monkeypatch.setattr(Link, "_transmit", returns_late)
+
+
 @pytest.mark.parametrize("indexed", [True, False], ids=["consumed-index", "no-index"])
 @pytest.mark.parametrize(
-    ("fault", "answered_on", "phase"),
-    [("close_on_tool_response", 1, "tools"), ("close_after_tool_response", 0, "reply")],
-    ids=["answer-lost", "answer-consumed"],
+    ("fault", "answered_on", "phase", "send_returns_late"),
+    [
+        ("close_on_tool_response", 1, "tools", False),
+        ("close_after_tool_response", 0, "reply", False),
+        # The service consumes the answer, makes a handle past it and closes; the device reads
+        # that handle before its send of the answer returns.
+        ("close_after_tool_response", 0, "reply", True),
+    ],
+    ids=["answer-lost", "answer-consumed", "answer-consumed-send-returns-late"],
 )
 async def test_drop_just_after_a_tool_answer_neither_loses_nor_repeats_it(  # type: ignore[no-untyped-def]
     rig_factory,
     mic_script,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     fault: str,
     answered_on: int,
     phase: str,
+    send_returns_late: bool,
     indexed: bool,
 ) -> None:
+    if send_returns_late:
+        answers_return_late(monkeypatch, lambda link: link.owner.ledger.updates)
     scn = scenario({fault: 1011}, handles_during_tools=True, report_consumed_index=indexed)
     wav, _ = mic_script(2, gap_s=10.0)
     tools = SlowTools(delay_s=0.05)
@@ -262,64 +290,13 @@ async def test_drop_just_after_a_tool_answer_neither_loses_nor_repeats_it(  # ty
     assert played(tmp_path / "reply.wav") == b"".join(record.reply_pcm)
 
 
-@pytest.mark.parametrize("indexed", [True, False], ids=["consumed-index", "no-index"])
-async def test_an_answer_the_service_consumed_before_its_send_returned_is_not_sent_again(  # type: ignore[no-untyped-def]
-    rig_factory, mic_script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, indexed: bool
-) -> None:
-    # The service consumes the answer, makes a handle (its index past the answer) and closes.
-    # On a loaded machine the device can read that update before its send loop notes that the
-    # answer left; here the answer's send returns only once the update has been read.
-    real_transmit = Link._transmit
-
-    async def returns_after_the_update(link: Link, item: Outgoing) -> None:
-        updates = link.owner.ledger.updates
-        await real_transmit(link, item)
-        for _ in range(20_000):  # a bound, not a timing: the update comes first on the socket
-            if item.kind != "tool_response" or link.owner.ledger.updates > updates:
-                return
-            await asyncio.sleep(0.001)
-
-    monkeypatch.setattr(Link, "_transmit", returns_after_the_update)
-    scn = scenario(
-        {"close_after_tool_response": 1011},
-        handles_during_tools=True,
-        report_consumed_index=indexed,
-    )
-    wav, _ = mic_script(2, gap_s=10.0)
-    tools = SlowTools(delay_s=0.05)
-    rig = await rig_factory(
-        scn,
-        mic=WavSource(wav, speed=8, tail_silence_s=None),
-        tools=lambda bus: tools,
-        idle_timeout_s=10.0,
-        reconnect_base_s=0.05,
-    )
-    record = await run_two_turns(rig)
-    first, second = record.connections
-    assert second.resumed_phase == "reply"
-    assert second.resumption_handle == first.handles_issued[-1]
-    assert answered(record, "call-1") == [(0, True)]
-    assert "duplicate_tool_response" not in [f.kind for f in record.faults]
-    assert played(tmp_path / "reply.wav") == b"".join(record.reply_pcm)
-
-
 async def test_a_reply_read_before_the_answers_send_returned_is_no_stall(  # type: ignore[no-untyped-def]
     rig_factory, mic_script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The whole reply to a tool answer (to its turnComplete) can be read before the send loop
     # notes that the answer left. That is not "no reply after a tool answer": no reconnect,
     # and the answer is not sent again.
-    real_transmit = Link._transmit
-
-    async def returns_after_the_reply(link: Link, item: Outgoing) -> None:
-        turn_done_at = link.turn_done_at
-        await real_transmit(link, item)
-        for _ in range(20_000):  # a bound, not a timing: the reply comes on its own
-            if item.kind != "tool_response" or link.turn_done_at != turn_done_at:
-                return
-            await asyncio.sleep(0.001)
-
-    monkeypatch.setattr(Link, "_transmit", returns_after_the_reply)
+    answers_return_late(monkeypatch, lambda link: link.turn_done_at)
     wav, _ = mic_script(2, gap_s=10.0)
     tools = SlowTools(delay_s=0.05)
     rig = await rig_factory(
