@@ -20,6 +20,7 @@ from device.live.cues import CuePlayed
 from device.service.eventlog import read_events
 from device.sim.emulator import Emulator
 from device.sim.scenario import Scenario, ToolCallSpec, TurnSpec, load_scenario
+from tests.live.conftest import REQUEST_WAV
 
 pytestmark = pytest.mark.slow
 
@@ -232,7 +233,7 @@ async def test_offline_at_wake_then_back_by_itself(rig_factory, tmp_path: Path) 
     scenario = load_scenario("where-is-sku").model_copy(update={"speed": 10.0})
     # The worker asks once the button works again. (A file played from the start had the
     # question over by then on a loaded machine, and the second press heard only silence.)
-    mic = CuedWavSource(REPO_CONFIG_DIR / "demo" / "where-is-sku.wav", speed=8.0, chunk_ms=50)
+    mic = CuedWavSource(REQUEST_WAV, speed=8.0, chunk_ms=50)
     rig = await rig_factory(
         scenario,
         mic=mic,
