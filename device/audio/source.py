@@ -138,6 +138,10 @@ class PyAudioSource(_Source):
                     rate=fmt.rate,
                     input=True,
                     input_device_index=device.index,
+                    # One chunk per buffer. 40 ms buffers cost PortAudio's thread less, but
+                    # on the PulseAudio path they doubled the device-added round trip
+                    # (`warehouse-voice bench`: 24 -> 48 ms median), so the conversation's
+                    # latency wins; while idle, `handover_ms` saves the loop's wake-ups.
                     frames_per_buffer=fmt.rate * self.chunk_ms // 1000,
                     stream_callback=self._callback,
                     start=False,

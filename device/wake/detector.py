@@ -169,6 +169,9 @@ class WakeDetector:
         self._next_sample = start_sample  # stream offset of the first byte in _pending
         self._suppressed = False
         self.frames_processed = 0
+        # The highest score any model gave in the last batch of frames: the listener hands
+        # audio over sooner once a score starts to rise (`device.wake.listener`).
+        self.last_peak = 0.0
 
     @classmethod
     def from_model_set(
@@ -342,19 +345,24 @@ class WakeDetector:
     def _infer(self, work: _Frames, suppressed: bool) -> WakeHit | None:
         """Runs on the inference thread; the only place the openWakeWord model is touched."""
         model = self._model
-        for index, frame in enumerate(work.frames):
-            frame_end = work.first_sample + (index + 1) * FRAME_SAMPLES
-            scores = model.predict(frame)
-            self.frames_processed += 1
-            for track in self._tracks:
-                track.first_over_before, track.first_over = track.first_over, None
-            for window_end, window_scores in scored_windows(model, frame_end, scores):
-                hit = self._judge(window_scores, window_end, suppressed)
-                if hit is not None:
-                    # The rest of this batch belongs to the same utterance: report the hit now
-                    # and leave those frames to the reset that follows.
-                    return hit
-        return None
+        peak = 0.0
+        try:
+            for index, frame in enumerate(work.frames):
+                frame_end = work.first_sample + (index + 1) * FRAME_SAMPLES
+                scores = model.predict(frame)
+                self.frames_processed += 1
+                for track in self._tracks:
+                    track.first_over_before, track.first_over = track.first_over, None
+                for window_end, window_scores in scored_windows(model, frame_end, scores):
+                    peak = max(peak, max(window_scores.values(), default=0.0))
+                    hit = self._judge(window_scores, window_end, suppressed)
+                    if hit is not None:
+                        # The rest of this batch belongs to the same utterance: report the hit
+                        # now and leave those frames to the reset that follows.
+                        return hit
+            return None
+        finally:
+            self.last_peak = peak
 
     def _judge(self, scores: dict[str, float], window_end: int, suppressed: bool) -> WakeHit | None:
         best: WakeHit | None = None
