@@ -4,6 +4,8 @@ fast it shows `listening` once the wake word is heard.
     python -m device.bench.idle_wake              # 60 s of idle audio
     python -m device.bench.idle_wake --seconds 20
 
+`warehouse-voice bench` runs it as its `idle-cpu` phase.
+
 The real daemon (`python -m device.cli run`) runs with the wake word on, its microphone
 PyAudio on ALSA's default device, here a private PulseAudio whose source plays a WAV in real
 time (the path a user's audio takes): floor noise with occasional warehouse talk (never the
@@ -158,8 +160,8 @@ def bare_predict(wav: Path, ready: Path) -> None:
 
 
 def capture_only(seconds: float) -> None:
-    """The capture floor: the daemon's microphone source (PyAudio, 20 ms chunks handed over
-    in the idle daemon's batches, the same default device) read and thrown away, for
+    """The capture floor: the daemon's microphone source (PyAudio with its buffers, handing
+    over the idle daemon's batches, the same default device) read and thrown away, for
     `seconds`."""
     import asyncio
 

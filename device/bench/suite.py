@@ -21,7 +21,17 @@ from device.bench.report import Figure
 if TYPE_CHECKING:  # `warehouse-voice --help` must not pay for the wake stack
     from device.wake.models import ModelSet
 
-PHASES = ("audio", "barge-in", "wake", "wake-cpu", "memory", "snapshot", "barcode", "inventory")
+PHASES = (
+    "audio",
+    "barge-in",
+    "wake",
+    "wake-cpu",
+    "idle-cpu",
+    "memory",
+    "snapshot",
+    "barcode",
+    "inventory",
+)
 
 
 @dataclass
@@ -236,6 +246,36 @@ class Suite:
             f"{result['audio_seconds']:.0f} s of audio",
         )
         self.figures.append(figure)
+
+    def _idle_cpu(self) -> None:
+        from device.bench.idle_wake import measure
+
+        plan = self.plan
+        workdir = plan.workdir / "idle-cpu"
+        workdir.mkdir(parents=True, exist_ok=True)
+        with _stderr_to(workdir / "stderr.log"):
+            result = measure(workdir, self.models(), plan.pick(15, 60), "half_duplex")
+        if result["ratio"] is None:
+            raise RuntimeError("bare predict used no CPU: its process did not run")
+        heard = result.get("wake_detect_ms")
+        self.figures.append(
+            Figure.of(
+                "idle_cpu_ratio",
+                "idle CPU, daemon vs bare predict",
+                "x",
+                [result["ratio"]],
+                target_median=1.2,
+                note=f"the daemon on a real-time microphone (PyAudio, private PulseAudio) and bare "
+                f"openWakeWord predict on the same audio, {result['idle_seconds']:.0f} s side by "
+                f"side: {result['daemon_cpu_s_per_min']:.2f} and "
+                f"{result['bare_predict_cpu_s_per_min']:.2f} CPU s per minute; then the wake "
+                + (
+                    f"phrase, decided {heard:.0f} ms after its audio was captured"
+                    if heard is not None
+                    else "phrase was not heard"
+                ),
+            )
+        )
 
     def _memory(self) -> None:
         from device.bench.footprint import daemon_idle_rss, wake_detector_rss
