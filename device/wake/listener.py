@@ -165,10 +165,12 @@ class WakeListener:
         self._hand_over(IDLE_HANDOVER_MS if batch else None)
 
     def _hand_over(self, ms: int | None) -> None:
-        """Set the microphone's hand-over (None: every chunk), where it has one."""
+        """Set the microphone's hand-over (None: every chunk), where it has one: whole chunks
+        (`[audio] chunk_ms` may be 20 to 50), as many as fit in `ms`."""
         source = self.capture.source
         if hasattr(source, "handover_ms"):
-            source.handover_ms = source.chunk_ms if ms is None else ms
+            chunk = source.chunk_ms
+            source.handover_ms = chunk if ms is None else max(chunk, ms // chunk * chunk)
 
     async def run(self) -> None:
         """Listen until cancelled."""

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from device.audio.capture import Capture
-from device.audio.source import _Source
+from device.audio.source import PyAudioSource, _Source
 from device.events import EventBus, State, StateChanged
 from device.sim.speech import noise, synthesize_parts
 from device.wake.detector import WakeDetector, WakeHit
@@ -116,3 +116,37 @@ async def test_batches_while_idle_frames_once_a_score_rises_and_chunks_in_a_conv
     assert IDLE_HANDOVER_MS in after, after
     assert after[-3:] == [IDLE_HANDOVER_MS] * 3, after
     assert sizes[talk + 1 :] and set(sizes[talk + 1 :]) == {mic.chunk_ms}, sizes[talk:]
+
+
+@pytest.mark.parametrize(
+    ("chunk_ms", "idle_ms", "frame_ms"), [(20, 480, 80), (30, 480, 60), (50, 450, 50)]
+)
+async def test_hand_overs_are_whole_chunks_of_any_configured_size(
+    model_set: ModelSet, chunk_ms: int, idle_ms: int, frame_ms: int
+) -> None:
+    # `[audio] chunk_ms` may be 20 to 50; the microphone hands over whole chunks only.
+    bus = EventBus()
+    mic = PyAudioSource("vmic", chunk_ms=chunk_ms)  # never opened: only told how to hand over
+    listener = WakeListener(
+        WakeDetector.from_model_set(model_set),
+        Capture(mic, bus=bus),
+        bus=bus,
+        on_wake=lambda _hit: None,
+        on_end=lambda _sample: None,
+    )
+    run = asyncio.create_task(listener.run())
+    try:
+        async with asyncio.timeout(30):
+            while mic.handover_ms != idle_ms and not run.done():  # noqa: ASYNC110 - no event
+                await asyncio.sleep(0.01)
+        assert not run.done(), run.exception()
+        bus.publish(StateChanged(state=State.LISTENING, previous=State.IDLE))
+        assert mic.handover_ms == chunk_ms
+        bus.publish(StateChanged(state=State.IDLE, previous=State.LISTENING))
+        assert mic.handover_ms == idle_ms
+        listener._hand_over(FRAME_MS)
+        assert mic.handover_ms == frame_ms
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        await listener.close()
