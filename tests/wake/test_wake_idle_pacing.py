@@ -84,6 +84,8 @@ async def test_batches_while_idle_frames_once_a_score_rises_and_chunks_in_a_conv
 
     async def read() -> None:
         talking = False
+        while mic.handover_ms != IDLE_HANDOVER_MS:  # noqa: ASYNC110 - the listener sets it
+            await asyncio.sleep(0)  # so every run cuts the same batches
         async for frame in capture.frames():
             if frame.end >= talk_at and not talking:
                 talking = True
@@ -101,6 +103,7 @@ async def test_batches_while_idle_frames_once_a_score_rises_and_chunks_in_a_conv
     assert len(hits) == 1, hits
     starts = np.array([start for start, _ in mic.items])
     sizes = [ms for _, ms in mic.items]
+    assert sizes[0] == IDLE_HANDOVER_MS
     # Floor noise before the phrase: whole batches, once the models' first second is past
     # (their features start from nothing, and scores twitch up to 0.05 there).
     settled = int(np.searchsorted(starts, 26_000))
