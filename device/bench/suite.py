@@ -258,6 +258,11 @@ class Suite:
         if result["ratio"] is None:
             raise RuntimeError("bare predict used no CPU: its process did not run")
         heard = result.get("wake_detect_ms")
+        wake = (
+            f"decided {heard:.0f} ms after its audio was captured"
+            if heard is not None
+            else "not heard"
+        )
         self.figures.append(
             Figure.of(
                 "idle_cpu_ratio",
@@ -269,11 +274,7 @@ class Suite:
                 f"openWakeWord predict on the same audio, {result['idle_seconds']:.0f} s side by "
                 f"side: {result['daemon_cpu_s_per_min']:.2f} and "
                 f"{result['bare_predict_cpu_s_per_min']:.2f} CPU s per minute; then the wake "
-                + (
-                    f"phrase, decided {heard:.0f} ms after its audio was captured"
-                    if heard is not None
-                    else "phrase was not heard"
-                ),
+                f"phrase, {wake}",
             )
         )
 
